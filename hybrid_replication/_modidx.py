@@ -15,4 +15,12 @@ d = { 'settings': { 'branch': 'main',
                                                                                              'hybrid_replication/data.py'),
                                          'hybrid_replication.data.TrainPair': ('data.html#trainpair', 'hybrid_replication/data.py'),
                                          'hybrid_replication.data.TrainPair.is_mono': ( 'data.html#trainpair.is_mono',
-                                                                                        'hybrid_replication/data.py')}}}
+                                                                                        'hybrid_replication/data.py')},
+            'hybrid_replication.io': { 'hybrid_replication.io._json_default': ('io.html#_json_default', 'hybrid_replication/io.py'),
+                                       'hybrid_replication.io.atomic_path': ('io.html#atomic_path', 'hybrid_replication/io.py'),
+                                       'hybrid_replication.io.atomic_write_json': ('io.html#atomic_write_json', 'hybrid_replication/io.py'),
+                                       'hybrid_replication.io.atomic_write_text': ('io.html#atomic_write_text', 'hybrid_replication/io.py'),
+                                       'hybrid_replication.io.git_commit': ('io.html#git_commit', 'hybrid_replication/io.py'),
+                                       'hybrid_replication.io.machine_info': ('io.html#machine_info', 'hybrid_replication/io.py'),
+                                       'hybrid_replication.io.provenance': ('io.html#provenance', 'hybrid_replication/io.py'),
+                                       'hybrid_replication.io.read_json': ('io.html#read_json', 'hybrid_replication/io.py')}}}

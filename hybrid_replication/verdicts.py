@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, NamedTuple
 import pandas as pd
-from .io import atomic_write_json, read_json, provenance
+from .io import atomic_write_json, read_json, provenance, jsonable
 
 # %% auto #0
 __all__ = ['CLAIMS', 'VERDICTS', 'Claim', 'get_claim', 'Outcome', 'check_outcome', 'Criterion', 'combine_outcomes', 'Verdict',
@@ -193,7 +193,11 @@ def save_verdict(v: Verdict, path=None, config=None, **extra) -> Path | None:
         print(f"{v.claim.id}: measured on the {v.data} data, so no verdict file was written")
         return None
     out = verdict_dir(path) / f"{v.claim.id}.json"
-    atomic_write_json(out, {**v.to_dict(), "provenance": provenance(config, None, **extra)})
+    body = jsonable(v.to_dict())
+    # an unchanged verdict keeps its file (and the provenance of the run that first measured it),
+    # so re-running the notebooks does not churn committed results
+    if out.exists() and {k: x for k, x in read_json(out).items() if k != "provenance"} == body: return out
+    atomic_write_json(out, {**body, "provenance": provenance(config, None, **extra)})
     return out
 
 # %% ../nbs/04_verdicts.ipynb #d27c63a3

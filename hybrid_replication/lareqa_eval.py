@@ -321,7 +321,7 @@ def evaluate_cli(argv=None) -> int:
     doc["provenance"] = provenance(config, a.seed, seconds=round(time.time() - t0, 1), command="hybrid-replication evaluate " + " ".join(argv if argv is not None else sys.argv[1:]))
     atomic_write_json(out, doc)
     pq = res.pool[["qid", "lang", "n_rel", "ap", "r@10", "hit@10"]].assign(rank_distance=[int(r.max() - r.min()) for r in res.pool_ranks])
-    with atomic_path(out.with_suffix(".per_question.csv.gz")) as tmp: pq.to_csv(tmp, index=False, compression="gzip", float_format="%.6g")
+    with atomic_path(out.with_suffix(".per_question.csv.gz")) as tmp: pq.to_csv(tmp, index=False, compression={"method": "gzip", "mtime": 0}, float_format="%.6g")
     if a.plots:
         from hybrid_replication.plots import save_all
         save_all(res, a.plots, ci=doc["ci"], title=f"{a.model} on {rs.name}")

@@ -229,10 +229,9 @@ def evaluate_embeddings(rs: RetrievalSet | LareqaIndex, q_emb: np.ndarray, c_emb
 
 # %% ../nbs/22_lareqa_eval.ipynb #2d4b6f96
 def paper_dir() -> Path:
-    "The folder of the paper's machine-readable tables: `$HYBRID_PAPER`, else `paper/` beside `$HYBRID_DATA`, else `shared/paper` beside the checkout."
+    "The folder of the paper's machine-readable tables: `$HYBRID_PAPER`, else the copy shipped in the package (`hybrid_replication/reference`)."
     if os.environ.get("HYBRID_PAPER"): return Path(os.environ["HYBRID_PAPER"])
-    if os.environ.get("HYBRID_DATA"): return Path(os.environ["HYBRID_DATA"]).expanduser().resolve().parent / "paper"
-    return Path(__file__).resolve().parents[2] / "shared" / "paper"  # <checkout>/hybrid_replication/lareqa_eval.py -> <checkout>/../shared/paper
+    return Path(__file__).resolve().parent / "reference"
 
 def paper_table(name: str = "per_language_map_recall", path=None) -> pd.DataFrame:
     "One of the paper's tables as a DataFrame: 'per_language_map_recall' (Tables 3-6), 'rank_distance' (Tables 7-8), 'miracl' (Tables 12-13)."

@@ -231,7 +231,8 @@ def evaluate_embeddings(rs: RetrievalSet | LareqaIndex, q_emb: np.ndarray, c_emb
 def paper_dir() -> Path:
     "The folder of the paper's machine-readable tables: `$HYBRID_PAPER`, else the copy shipped in the package (`hybrid_replication/reference`)."
     if os.environ.get("HYBRID_PAPER"): return Path(os.environ["HYBRID_PAPER"])
-    return Path(__file__).resolve().parent / "reference"
+    import hybrid_replication
+    return Path(hybrid_replication.__file__).resolve().parent / "reference"
 
 def paper_table(name: str = "per_language_map_recall", path=None) -> pd.DataFrame:
     "One of the paper's tables as a DataFrame: 'per_language_map_recall' (Tables 3-6), 'rank_distance' (Tables 7-8), 'miracl' (Tables 12-13)."

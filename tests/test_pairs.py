@@ -148,3 +148,22 @@ def test_mintaka_and_ntrex_real_files():
     assert {"en", "de", "ar", "zh", "sw", "yo", "ha", "ig", "rw", "zu", "wo", "el", "vi", "th", "tr"} <= set(files)
     ps = ntrex_pairs(["el", "vi"])
     assert len(ps) == 2 * 1997 and all(p.query and p.passage and "\r" not in p.passage for p in ps)
+
+
+def _fake_ntrex(root: Path, with_document_ids: bool) -> Path:
+    "A two-language, two-line NTREX-128 layout."
+    folder = root / "ntrex128" / "NTREX-128"; folder.mkdir(parents=True)
+    (folder / "newstest2019-src.eng.txt").write_text("One.\nTwo.\n", encoding="utf-8")
+    (folder / "newstest2019-ref.deu.txt").write_text("Eins.\nZwei.\n", encoding="utf-8")
+    if with_document_ids: (root / "ntrex128" / "DOCUMENT_IDS.tsv").write_text("doc1\ndoc1\n", encoding="utf-8")
+    return root
+
+
+def test_ntrex_without_document_ids_names_the_file(tmp_path):
+    from hybrid_replication.pairs import ntrex_inventory
+    ok = _fake_ntrex(tmp_path / "ok", with_document_ids=True)
+    assert len(ntrex_pairs(["en", "de"], data_dir=ok)) == 4 and len(ntrex_pairs(["en", "de"], data_dir=ok, level="document")) == 2
+    bad = _fake_ntrex(tmp_path / "bad", with_document_ids=False)
+    for call in (lambda: ntrex_pairs(["en", "de"], data_dir=bad), lambda: ntrex_inventory(data_dir=bad)):
+        with pytest.raises(DataError, match="DOCUMENT_IDS.tsv") as e: call()
+        assert "HYBRID_DATA" in str(e.value) and e.value.field == "file"

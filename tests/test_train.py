@@ -128,3 +128,48 @@ def test_resuming_a_finished_run_changes_nothing(tmp_path):
     s = train(cfg, resume=True, progress=False)
     assert s["steps"] == 2 and _log(tmp_path) == before
     for k, v in _weights(tmp_path).items(): assert torch.equal(v, w[k])
+
+
+@pytest.mark.parametrize("fields", [
+    dict(val_source={"name": "demo"}, val_lang="sw"),          # a validation source without val_lang pairs
+    dict(val_fraction=0.2, hard_negatives=50),                  # every validation pair lacks the hard negatives
+])
+def test_empty_validation_set_is_a_clear_error_at_setup(tmp_path, fields):
+    cfg = TrainConfig(**TINY, max_steps=2, eval_every=1, output_dir=str(tmp_path), **fields)
+    with pytest.raises(ValueError, match="validation set has 0 pairs") as e:
+        train(cfg, progress=False)
+    for name in ("val_source", "val_lang", "val_fraction", "hard_negatives"): assert name in str(e.value)
+    assert not (tmp_path / "log.jsonl").exists()   # refused before training
+    with pytest.raises(ValueError, match="need at least 2"):
+        T.validation_loss(T.build_encoder(cfg), [], cfg, None)
+
+
+def test_resuming_an_early_stopped_run_takes_no_step(tmp_path, monkeypatch):
+    "Stopped early at step 3 (losses 1.0, 1.2, 1.3, patience 2): resuming it trains nothing and evaluates nothing."
+    losses = iter([1.0, 1.2, 1.3, 9.9, 9.9])
+    monkeypatch.setattr(T, "validation_loss", lambda *a, **k: next(losses))
+    cfg = TrainConfig(**TINY, max_steps=10, val_fraction=0.2, eval_every=1, patience=2, output_dir=str(tmp_path))
+    s = train(cfg, progress=False)
+    assert (s["stopped"], s["steps"]) == ("early_stopping", 3)
+    before, w = _log(tmp_path), _weights(tmp_path)
+    s2 = train(cfg, resume=True, progress=False)
+    assert (s2["stopped"], s2["steps"], s2["best_step"]) == ("early_stopping", 3, 1)
+    assert _log(tmp_path) == before and _steps(tmp_path) == [1, 2, 3]
+    for k, v in _weights(tmp_path).items(): assert torch.equal(v, w[k])
+    # a larger patience (a resumable field) lets it go on
+    s3 = train(TrainConfig(**dict(cfg.to_dict(), patience=3)), resume=True, progress=False)
+    assert s3["steps"] == 4 and _steps(tmp_path) == [1, 2, 3, 4]
+
+
+def test_saved_model_records_its_prefixes_and_lengths(tmp_path):
+    "A fair fine-tuned-vs-untuned comparison needs the prefixes and lengths the model was trained with: they travel with it."
+    from hybrid_replication.encoder import Encoder
+    from hybrid_replication.io import read_json
+    cfg = TrainConfig(**dict(TINY, save_model=True), max_steps=1, query_prefix="query: ", passage_prefix="passage: ",
+                      max_query_length=24, max_passage_length=80, output_dir=str(tmp_path))
+    train(cfg, progress=False)
+    saved = read_json(tmp_path / "final" / "encoder_config.json")
+    assert {k: saved[k] for k in ("query_prefix", "passage_prefix", "max_query_length", "max_passage_length")} == \
+        {"query_prefix": "query: ", "passage_prefix": "passage: ", "max_query_length": 24, "max_passage_length": 80}
+    back = Encoder.from_pretrained(tmp_path / "final")
+    assert (back.query_prefix, back.passage_prefix, back.max_query_length, back.max_passage_length) == ("query: ", "passage: ", 24, 80)

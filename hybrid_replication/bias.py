@@ -39,11 +39,17 @@ def same_language_rank(res) -> pd.DataFrame:
 # %% ../nbs/23_bias.ipynb #eb051b15
 def language_share_at_k(q_emb: np.ndarray, c_emb: np.ndarray, ix, k: int = 10, chunk_size: int = 512) -> pd.DataFrame:
     "Per query language: share of the pooled top-k in the query's language, that language's share of the pool, and their ratio."
+    from hybrid_replication.metrics import tie_keys
     langs = np.asarray(ix.c_lang); k = min(k, len(langs))
+    keys = tie_keys(getattr(ix, "c_id", None), len(langs))  # equal scores: larger candidate id first, as trec_eval (and the ranks) order them
     same = np.zeros(len(q_emb))
     for s in range(0, len(q_emb), chunk_size):
         S = q_emb[s:s + chunk_size] @ c_emb.T
         top = np.argpartition(-S, k - 1, axis=1)[:, :k]
+        thr = np.take_along_axis(S, top, 1).min(1)
+        for i in np.flatnonzero((S >= thr[:, None]).sum(1) > k):  # a tie straddles the k-th place (rare): argpartition picked arbitrarily
+            gt, eq = np.flatnonzero(S[i] > thr[i]), np.flatnonzero(S[i] == thr[i])
+            top[i] = np.concatenate([gt, eq[np.argsort(-keys[eq], kind="stable")][:k - len(gt)]])
         same[s:s + chunk_size] = (langs[top] == np.asarray(ix.q_lang[s:s + chunk_size])[:, None]).mean(1)
     pool = pd.Series(langs).value_counts(normalize=True)
     t = pd.DataFrame({"lang": ix.q_lang, "share_top": same}).groupby("lang").share_top.mean().to_frame(f"share_top{k}")

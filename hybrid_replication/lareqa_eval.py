@@ -4,7 +4,7 @@
 
 # %% ../nbs/22_lareqa_eval.ipynb #0bc84bda
 from __future__ import annotations
-import argparse, hashlib, json, os, sys, time, zlib
+import argparse, hashlib, json, os, sys, time, warnings, zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
@@ -13,9 +13,9 @@ from .data import DataError, RetrievalSet
 from .io import atomic_path, atomic_write_json, atomic_write_text, provenance
 
 # %% auto #0
-__all__ = ['HashedNgramEncoder', 'LareqaIndex', 'candidate_texts', 'encode_texts', 'embedding_cache_dir', 'cached_embeddings',
-           'LareqaResult', 'evaluate_embeddings', 'paper_dir', 'paper_table', 'paper_summary', 'headline_cis',
-           'evaluate_lareqa', 'evaluate_cli']
+__all__ = ['HashedNgramEncoder', 'LareqaIndex', 'candidate_texts', 'encode_texts', 'embedding_cache_dir', 'weights_fingerprint',
+           'cached_embeddings', 'LareqaResult', 'evaluate_embeddings', 'paper_dir', 'paper_table', 'paper_summary',
+           'headline_cis', 'evaluate_lareqa', 'evaluate_cli']
 
 # %% ../nbs/22_lareqa_eval.ipynb #aa33ee3c
 class HashedNgramEncoder:
@@ -107,9 +107,9 @@ def _digest(*parts) -> str:
     return h.hexdigest()[:16]
 
 def embedding_cache_dir() -> Path:
-    "Where embeddings are cached: `embeddings/` in the package's cache folder (`$HYBRID_REPLICATION_CACHE`, else `$XDG_CACHE_HOME` or `~/.cache`, then `hybrid_replication`), as the encoder caches models."
-    if os.environ.get("HYBRID_REPLICATION_CACHE"): return Path(os.environ["HYBRID_REPLICATION_CACHE"]).expanduser() / "embeddings"
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "hybrid_replication" / "embeddings"
+    "Where embeddings are cached: `embeddings/` in the package's cache folder (`hybrid_replication.encoder.cache_dir()`, where models are cached too)."
+    from hybrid_replication.encoder import cache_dir  # imported here: it pulls in torch, which the lexical baseline does not need
+    return cache_dir() / "embeddings"
 
 def _save_npy(path: Path, arr: np.ndarray):
     with atomic_path(path) as tmp, open(tmp, "wb") as f: np.save(f, arr)  # a file object: np.save would append '.npy' to a name
@@ -119,11 +119,30 @@ def _model_options(encoder) -> dict:
     keys = ("name", "pooling", "normalize", "query_prefix", "passage_prefix", "max_query_length", "max_passage_length", "dim", "ngram_range")
     return {k: getattr(encoder, k) for k in keys if hasattr(encoder, k)}
 
+def weights_fingerprint(encoder) -> str | None:
+    "The encoder's `fingerprint()` (a hash of its weights and options), or None when it has none (then caches are keyed on its name and options only)."
+    fp = getattr(encoder, "fingerprint", None)
+    if callable(fp): return str(fp())
+    if hasattr(encoder, "state_dict"):  # weights we cannot see: different weights under one name would share a cache entry
+        warnings.warn(f"{type(encoder).__name__} has weights but no fingerprint(): its cached embeddings are keyed on its name and options only", stacklevel=2)
+    return None
+
+def _load_cached(f: Path, n: int) -> np.ndarray | None:
+    "The embeddings cached in `f`, or None, with a warning naming the file, when it is unreadable or does not hold `n` rows (it is then encoded again)."
+    try: e = np.load(f)
+    except (OSError, ValueError, EOFError) as err:
+        warnings.warn(f"{f}: unreadable cached embeddings ({type(err).__name__}: {err}); encoding again", stacklevel=3); return None
+    if e.ndim != 2 or e.shape[0] != n:
+        warnings.warn(f"{f}: cached embeddings have shape {e.shape}, expected {n} rows; encoding again", stacklevel=3); return None
+    return e
+
 def cached_embeddings(encoder, rs: RetrievalSet, model_name: str, with_context: bool = False, batch_size: int = 32,
                       cache_dir=None, show_progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
     "Question and candidate embeddings of `rs` (rows in `rs` order), from the cache when present, else encoded one language at a time and cached."
     cache_dir = Path(cache_dir) if cache_dir is not None else embedding_cache_dir()
     opts = dict(model=model_name, with_context=with_context, **_model_options(encoder))
+    fp = weights_fingerprint(encoder)
+    if fp is not None: opts["weights"] = fp  # absent (not None) without one: keys of such encoders stay as they were
     ctexts = candidate_texts(rs, with_context)
     sides = [("query", [q.text for q in rs.questions], np.array([q.lang for q in rs.questions])),
              ("passage", ctexts, np.array([c.lang for c in rs.candidates]))]
@@ -134,8 +153,8 @@ def cached_embeddings(encoder, rs: RetrievalSet, model_name: str, with_context: 
             sel = np.flatnonzero(langs == lang); part = [texts[i] for i in sel]
             key = _digest({**opts, "with_context": with_context and kind == "passage"}, part)  # context changes the candidates only
             f = cache_dir / model_name.replace("/", "__") / rs.name / f"{kind}-{lang}-{key}.npy"
-            if f.exists(): e = np.load(f)
-            else:
+            e = _load_cached(f, len(part)) if f.exists() else None
+            if e is None:
                 if show_progress: print(f"encoding {len(part)} {kind} texts in {lang} ({rs.name})", file=sys.stderr, flush=True)
                 e = encode_texts(encoder, part, kind, batch_size, show_progress); _save_npy(f, e)
             if emb is None: emb = np.zeros((len(texts), e.shape[1]), np.float32)
@@ -214,7 +233,8 @@ def evaluate_embeddings(rs: RetrievalSet | LareqaIndex, q_emb: np.ndarray, c_emb
         raise ValueError(f"{ix.name}: embeddings {q_emb.shape}/{c_emb.shape} do not match {ix.n_questions} questions/{ix.n_candidates} candidates")
     norm = lambda e: (e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)).astype(np.float32)
     q_emb, c_emb = norm(q_emb), norm(c_emb)
-    ranks = [np.asarray(r) for r in relevant_ranks(q_emb, c_emb, ix.relevant, chunk_size=chunk_size)]
+    # cand_ids: ties are broken by candidate id (trec_eval: descending), not by position in the pool
+    ranks = [np.asarray(r) for r in relevant_ranks(q_emb, c_emb, ix.relevant, chunk_size=chunk_size, cand_ids=ix.c_id)]
     pool = pd.DataFrame({"qid": ix.q_qid, "lang": ix.q_lang, "n_rel": [len(r) for r in ix.relevant], **_rank_metrics(ranks)})
     rows = []
     for ql in ix.languages:
@@ -222,7 +242,7 @@ def evaluate_embeddings(rs: RetrievalSet | LareqaIndex, q_emb: np.ndarray, c_emb
             qsel, rel = ix.pair_questions(ql, cl)
             if not len(qsel): continue
             cpos = np.flatnonzero(ix.c_lang == cl)
-            pr = [np.asarray(r) for r in relevant_ranks(q_emb[qsel], c_emb[cpos], rel, chunk_size=chunk_size)]
+            pr = [np.asarray(r) for r in relevant_ranks(q_emb[qsel], c_emb[cpos], rel, chunk_size=chunk_size, cand_ids=ix.c_id[cpos])]
             rows.append(pd.DataFrame({"qid": ix.q_qid[qsel], "qlang": ql, "clang": cl, "n_rel": [len(r) for r in rel], **_rank_metrics(pr)}))
     pairs = pd.concat(rows, ignore_index=True)
     return LareqaResult(ix.name, ix.languages, pool, pairs, ranks, [ix.c_lang[r] for r in ix.relevant])
@@ -317,11 +337,13 @@ def evaluate_cli(argv=None) -> int:
     doc["ci"] = headline_cis(res, n_boot=a.n_boot, seed=a.seed)
     config = dict(model=a.model, dataset=a.dataset, langs=a.langs, candidate_text="sentence+context" if a.with_context else "sentence",
                   max_query_length=a.max_query_length, max_passage_length=a.max_passage_length, batch_size=a.batch_size,
-                  encoder_options=_model_options(enc), n_boot=a.n_boot)
+                  encoder_options=_model_options(enc), weights_fingerprint=weights_fingerprint(enc), n_boot=a.n_boot)
     doc["provenance"] = provenance(config, a.seed, seconds=round(time.time() - t0, 1), command="hybrid-replication evaluate " + " ".join(argv if argv is not None else sys.argv[1:]))
     atomic_write_json(out, doc)
     pq = res.pool[["qid", "lang", "n_rel", "ap", "r@10", "hit@10"]].assign(rank_distance=[int(r.max() - r.min()) for r in res.pool_ranks])
-    with atomic_path(out.with_suffix(".per_question.csv.gz")) as tmp: pq.to_csv(tmp, index=False, compression={"method": "gzip", "mtime": 0}, float_format="%.6g")
+    import gzip  # filename="" and mtime=0: gzip would otherwise store the temporary file's name and the time, so equal results gave unequal bytes
+    with atomic_path(out.with_suffix(".per_question.csv.gz")) as tmp, open(tmp, "wb") as f, gzip.GzipFile(filename="", mode="wb", fileobj=f, mtime=0) as gz:
+        gz.write(pq.to_csv(index=False, float_format="%.6g").encode("utf-8"))
     if a.plots:
         from hybrid_replication.plots import save_all
         save_all(res, a.plots, ci=doc["ci"], title=f"{a.model} on {rs.name}")

@@ -39,16 +39,23 @@ def docids_hash(docids: Sequence[str]) -> str:
     return h.hexdigest()[:16]
 
 def _encoder_name(encoder) -> str:
-    return str(getattr(encoder, "name_or_path", None) or getattr(encoder, "model_name", None) or type(encoder).__name__)
+    "A readable name for provenance: the encoder's `name`, `name_or_path` or `model_name`, else its class."
+    return str(getattr(encoder, "name", None) or getattr(encoder, "name_or_path", None) or getattr(encoder, "model_name", None) or type(encoder).__name__)
+
+def _encoder_key(encoder) -> str:
+    "What the corpus cache is keyed on: the encoder's `fingerprint()` (weights and settings) when it has one, else its class and name."
+    fp = getattr(encoder, "fingerprint", None)
+    if callable(fp): return f"{type(encoder).__name__}:{fp()}"
+    return f"{type(encoder).__name__}:{_encoder_name(encoder)}"  # a duck-typed encoder: its weights (if any) are not seen
 
 def encode_corpus_cached(encoder, docids: Sequence[str], passages: Sequence[Mapping], cache_dir, batch_size: int = 64,
                          chunk_size: int = 8192, show_progress: bool = True, encoder_name: str | None = None) -> np.ndarray:
-    "Embeddings [n, dim] of `passages` (dicts with title, text), written chunk by chunk to a memmap in `cache_dir`; resumes a killed run."
+    "Embeddings [n, dim] of `passages` (dicts with title, text), written chunk by chunk to a memmap in `cache_dir`; resumes a killed run (same encoder key, corpus and chunks; `encoder_name` overrides the key)."
     if len(docids) != len(passages): raise ValueError(f"{len(docids)} docids for {len(passages)} passages")
     cache_dir = Path(cache_dir); cache_dir.mkdir(parents=True, exist_ok=True)
     man_path, emb_path = cache_dir / "manifest.json", cache_dir / "embeddings.f32"
     key = dict(n=len(docids), chunk_size=chunk_size, docids_sha256=docids_hash(docids),
-               encoder=encoder_name or _encoder_name(encoder), dtype="float32")
+               encoder=encoder_name or _encoder_key(encoder), dtype="float32")
     man = json.loads(man_path.read_text()) if man_path.is_file() else None
     if man is None or any(man.get(k) != v for k, v in key.items()) or not emb_path.is_file():
         man = dict(key, dim=None, done=[])              # nothing reusable: start afresh
@@ -120,11 +127,12 @@ def evaluate_miracl(encoder, lang: str, split: str = "dev", corpus=None, data_di
     qids = [q for q in qrels if q in topics]            # judged queries without a text cannot be run: they score 0 under -c
     docids, passages = _as_corpus(corpus, lang, data_dir)
     t0 = time.time()
+    key = _encoder_key(encoder)                          # once: a fingerprint hashes every weight
     if cache_dir is None:
         import tempfile
         with tempfile.TemporaryDirectory() as tmp:
-            emb = np.array(encode_corpus_cached(encoder, docids, passages, tmp, batch_size, chunk_size, show_progress))
-    else: emb = encode_corpus_cached(encoder, docids, passages, Path(cache_dir), batch_size, chunk_size, show_progress)
+            emb = np.array(encode_corpus_cached(encoder, docids, passages, tmp, batch_size, chunk_size, show_progress, encoder_name=key))
+    else: emb = encode_corpus_cached(encoder, docids, passages, Path(cache_dir), batch_size, chunk_size, show_progress, encoder_name=key)
     t_corpus = time.time() - t0
     q_emb = np.asarray(encoder.encode_queries([topics[q] for q in qids], batch_size=batch_size), dtype=np.float32)
     idx = build_index(emb, index, **index_kw)
@@ -136,6 +144,6 @@ def evaluate_miracl(encoder, lang: str, split: str = "dev", corpus=None, data_di
                scores=mean_measures(per_query), per_query=per_query,
                seconds=dict(corpus=round(t_corpus, 3), total=round(time.time() - t0, 3)),
                provenance=provenance(dict(lang=lang, split=split, k=k, index=index, measures=list(measures),
-                                          encoder=_encoder_name(encoder), index_options=index_kw), None))
+                                          encoder=_encoder_name(encoder), encoder_key=key, index_options=index_kw), None))
     if keep_run: res["run"] = run
     return res

@@ -185,9 +185,11 @@ def test_evaluate_cli_end_to_end_on_demo(tmp_path, capsys):
     assert "Mo. mAP" in capsys.readouterr().out
     # the second run reads every embedding from the cache and gives the same numbers
     mtimes = {p: p.stat().st_mtime_ns for p in (tmp_path / "cache").rglob("*.npy")}
+    pq_bytes = out.with_suffix(".per_question.csv.gz").read_bytes()
     assert evaluate_cli(args) == 0
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "cache").rglob("*.npy")} == mtimes
     assert json.loads(out.read_text())["summary"] == doc["summary"]
+    assert out.with_suffix(".per_question.csv.gz").read_bytes() == pq_bytes   # byte-identical: no temp name or time in the gzip header
 
 
 def test_cli_dispatches_evaluate(tmp_path):
@@ -196,3 +198,83 @@ def test_cli_dispatches_evaluate(tmp_path):
     assert main(["evaluate", "--model", "hashed-ngrams", "--dataset", "demo", "--langs", "en,de", "--out", str(out),
                  "--cache-dir", str(tmp_path / "c"), "--n-boot", "20"]) == 0
     assert json.loads(out.read_text())["languages"] == ["de", "en"]
+
+
+def test_ties_are_broken_by_candidate_id_descending_not_position():
+    # two candidates with identical embeddings; the relevant one comes second in the file but has the smaller id
+    qs = [Question("q0", "aa", "question")]
+    cs = [Candidate("aa:b", "aa", "same text", ""), Candidate("aa:a", "aa", "same text", "")]
+    rs = RetrievalSet("ties", qs, cs, {"q0": {"aa:a"}})
+    q = np.array([[1.0, 0.0]], np.float32); c = np.array([[1.0, 0.0], [1.0, 0.0]], np.float32)
+    res = evaluate_embeddings(rs, q, c)
+    # trec_eval: equal scores ranked by docid descending, so "aa:b" comes first and the relevant "aa:a" second
+    # (by position, the later candidate "aa:a" would be ranked first and score 1.0)
+    assert res.pool.ap.tolist() == [0.5] and res.pool_ranks[0].tolist() == [2]
+    assert res.pairs.ap.tolist() == [0.5]
+    pytrec_eval = pytest.importorskip("pytrec_eval")
+    ev = pytrec_eval.RelevanceEvaluator({"q0": {"aa:a": 1}}, {"map"})
+    assert ev.evaluate({"q0": {"aa:b": 1.0, "aa:a": 1.0}})["q0"]["map"] == pytest.approx(0.5)
+    # the same set with the candidates swapped in the file gives the same result
+    rs2 = RetrievalSet("ties", qs, cs[::-1], {"q0": {"aa:a"}})
+    assert evaluate_embeddings(rs2, q, c).pool.ap.tolist() == [0.5]
+
+
+def test_pair_ties_use_the_ids_of_that_languages_candidates():
+    # in a pair block the candidates are a slice of the pool: the ids must be sliced with them
+    qs = [Question("q0", "aa", "question"), Question("q0", "bb", "frage")]
+    cs = [Candidate("bb:z", "bb", "x", ""), Candidate("aa:a", "aa", "x", ""), Candidate("aa:y", "aa", "x", ""), Candidate("bb:b", "bb", "x", "")]
+    rs = RetrievalSet("ties2", qs, cs, {"q0": {"aa:y", "bb:b"}})
+    q = np.ones((2, 2), np.float32); c = np.ones((4, 2), np.float32)   # everything ties
+    res = evaluate_embeddings(rs, q, c)
+    ap = res.pairs.set_index(["qlang", "clang"]).ap
+    assert ap[("aa", "aa")] == 1.0 and ap[("bb", "aa")] == 1.0        # "aa:y" > "aa:a"
+    assert ap[("aa", "bb")] == 0.5 and ap[("bb", "bb")] == 0.5        # "bb:z" > "bb:b"
+    # pool order by id descending: bb:z, bb:b, aa:y, aa:a -> relevant at ranks 2 and 3
+    assert [sorted(r.tolist()) for r in res.pool_ranks] == [[2, 3], [2, 3]]
+
+
+def test_cache_keys_on_the_weights_not_only_the_name(tmp_path):
+    pytest.importorskip("torch")
+    from hybrid_replication.encoder import tiny_encoder
+    from hybrid_replication.lareqa_eval import evaluate_lareqa
+    rs = synthetic_set(n_ids=3, langs=("aa", "bb"), n_distractors=1)
+    a, b = tiny_encoder(seed=0), tiny_encoder(seed=1)
+    b.name = a.name                              # like a fine-tuned model and its base: one name, other weights
+    qa, ca = cached_embeddings(a, rs, a.name, cache_dir=tmp_path, show_progress=False)
+    qb, cb = cached_embeddings(b, rs, b.name, cache_dir=tmp_path, show_progress=False)
+    assert not np.allclose(qa, qb) and not np.allclose(ca, cb)
+    assert len(list(tmp_path.rglob("*.npy"))) == 8   # 2 encoders x 2 languages x (questions, candidates)
+    # the same weights again read the cache: same embeddings, no new file
+    qa2, _ = cached_embeddings(tiny_encoder(seed=0), rs, a.name, cache_dir=tmp_path, show_progress=False)
+    np.testing.assert_array_equal(qa, qa2); assert len(list(tmp_path.rglob("*.npy"))) == 8
+    ra = evaluate_lareqa(a, rs, cache_dir=tmp_path, show_progress=False)
+    rb = evaluate_lareqa(b, rs, cache_dir=tmp_path, show_progress=False)
+    np.testing.assert_allclose(ra.pool.ap, evaluate_embeddings(rs, qa, ca).pool.ap)
+    np.testing.assert_allclose(rb.pool.ap, evaluate_embeddings(rs, qb, cb).pool.ap)
+
+
+def test_encoder_with_weights_but_no_fingerprint_warns_and_keeps_the_old_key(tmp_path):
+    class Duck(HashedNgramEncoder):
+        def state_dict(self): return {}
+    rs = synthetic_set(n_ids=2, langs=("aa",), n_distractors=0)
+    with pytest.warns(UserWarning, match="no fingerprint"):
+        cached_embeddings(Duck(dim=32), rs, "m", cache_dir=tmp_path, show_progress=False)
+    names = sorted(p.name for p in tmp_path.rglob("*.npy"))
+    cached_embeddings(HashedNgramEncoder(dim=32), rs, "m", cache_dir=tmp_path, show_progress=False)
+    assert sorted(p.name for p in tmp_path.rglob("*.npy")) == names   # same name and options: same entries
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "wrong_rows"])
+def test_corrupt_cache_file_is_named_and_encoded_again(tmp_path, damage):
+    rs = synthetic_set(n_ids=4, langs=("aa", "bb"), n_distractors=1)
+    enc = CountingEncoder(dim=64)
+    q1, c1 = cached_embeddings(enc, rs, "m", cache_dir=tmp_path, show_progress=False)
+    f = sorted(tmp_path.rglob("passage-*.npy"))[0]
+    if damage == "truncate": f.write_bytes(f.read_bytes()[:-7])
+    elif damage == "garbage": f.write_bytes(b"not a numpy file")
+    else: np.save(f, np.zeros((1, 64), np.float32))
+    enc.calls.clear()
+    with pytest.warns(UserWarning, match=f.name):
+        q2, c2 = cached_embeddings(enc, rs, "m", cache_dir=tmp_path, show_progress=False)
+    assert enc.calls == [("passage", 5)]
+    np.testing.assert_array_equal(c1, c2); np.testing.assert_array_equal(q1, q2)

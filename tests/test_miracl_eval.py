@@ -123,3 +123,27 @@ def test_bad_corpus_records_are_named():
         evaluate_miracl(HashedBowEncoder(8), "yo", corpus=[dict(docid="1#0", text="a"), dict(docid="2#0")], data_dir=DATA, show_progress=False)
     with pytest.raises(DataError, match="duplicate docid '1#0'"):
         evaluate_miracl(HashedBowEncoder(8), "yo", corpus=[dict(docid="1#0", text="a"), dict(docid="1#0", text="b")], data_dir=DATA, show_progress=False)
+
+
+def test_cache_keys_on_the_encoders_weights_and_records_its_name(tmp_path):
+    pytest.importorskip("torch")
+    from hybrid_replication.encoder import tiny_encoder
+    from hybrid_replication.miracl_eval import _encoder_key
+    corpus = make_corpus(0, n_distractors=20)
+    ids = [r["docid"] for r in corpus]
+    a, b = tiny_encoder(seed=0), tiny_encoder(seed=1)
+    b.name = a.name                                    # a fine-tuned model keeps its base model's name
+    assert _encoder_key(a) != _encoder_key(b)
+    c = tiny_encoder(seed=0, query_prefix="query: ")   # same weights, another prefix: another key
+    assert _encoder_key(c) != _encoder_key(a)
+    cache = tmp_path / "cache"
+    ea = np.array(encode_corpus_cached(a, ids, corpus, cache, chunk_size=64, show_progress=False))
+    eb = np.array(encode_corpus_cached(b, ids, corpus, cache, chunk_size=64, show_progress=False))
+    assert not np.allclose(ea, eb)                     # b's weights were used, not a's cached rows
+    np.testing.assert_allclose(eb, np.asarray(b.encode_corpus(corpus, batch_size=64), dtype=np.float32), atol=1e-5)
+    assert json.loads((cache / "manifest.json").read_text())["encoder"] == _encoder_key(b)
+    # duck-typed encoders without a fingerprint: class and name
+    assert _encoder_key(HashedBowEncoder(64)) == "HashedBowEncoder:hashed-bow-64"
+    res = evaluate_miracl(a, "yo", corpus=corpus, data_dir=DATA, show_progress=False)
+    assert res["provenance"]["config"]["encoder"] == a.name
+    assert res["provenance"]["config"]["encoder_key"] == _encoder_key(a)

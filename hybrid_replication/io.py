@@ -9,8 +9,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['CODE_PATHS', 'atomic_path', 'atomic_write_text', 'atomic_write_json', 'jsonable', 'read_json', 'cache_dir',
-           'git_commit', 'machine_info', 'provenance']
+__all__ = ['CODE_PATHS', 'atomic_path', 'atomic_write_text', 'atomic_write_json', 'jsonable', 'read_json', 'atomic_write_csv_gz',
+           'cache_dir', 'git_commit', 'machine_info', 'provenance']
 
 # %% ../nbs/09_io.ipynb #deb1da00
 @contextmanager
@@ -55,6 +55,14 @@ def read_json(path):
     try: return json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError: raise DataError(path, problem="file not found") from None
     except json.JSONDecodeError as e: raise DataError(path, record=f"line {e.lineno} column {e.colno}", problem=f"malformed JSON: {e.msg}") from None
+
+# %% ../nbs/09_io.ipynb #57628fd8
+def atomic_write_csv_gz(path, df, float_format: str = "%.6g") -> Path:
+    "Write DataFrame `df` as gzipped CSV, atomically and byte-reproducibly (no file name or time in the gzip header)."
+    import gzip
+    with atomic_path(path) as tmp, open(tmp, "wb") as f, gzip.GzipFile(filename="", mode="wb", fileobj=f, mtime=0) as gz:
+        gz.write(df.to_csv(index=False, float_format=float_format).encode("utf-8"))
+    return Path(path)
 
 # %% ../nbs/09_io.ipynb #c5484472
 def cache_dir() -> Path:

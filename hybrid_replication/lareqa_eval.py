@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from .data import DataError, RetrievalSet
-from .io import atomic_path, atomic_write_json, atomic_write_text, provenance
+from .io import atomic_path, atomic_write_csv_gz, atomic_write_json, atomic_write_text, provenance
 
 # %% auto #0
 __all__ = ['HashedNgramEncoder', 'LareqaIndex', 'candidate_texts', 'encode_texts', 'embedding_cache_dir', 'weights_fingerprint',
            'cached_embeddings', 'LareqaResult', 'evaluate_embeddings', 'paper_dir', 'paper_table', 'paper_summary',
-           'headline_cis', 'evaluate_lareqa', 'evaluate_cli']
+           'headline_cis', 'evaluate_lareqa', 'result_document', 'pool_per_question', 'evaluate_cli']
 
 # %% ../nbs/22_lareqa_eval.ipynb #aa33ee3c
 class HashedNgramEncoder:
@@ -293,6 +293,26 @@ def evaluate_lareqa(encoder, rs: RetrievalSet, model_name: str | None = None, wi
     q_emb, c_emb = cached_embeddings(encoder, rs, model_name, with_context, batch_size, cache_dir, show_progress)
     return evaluate_embeddings(rs, q_emb, c_emb, chunk_size=chunk_size)
 
+# %% ../nbs/22_lareqa_eval.ipynb #bf099b08
+def _float_table(df: pd.DataFrame) -> dict:
+    return {k: {kk: float(vv) for kk, vv in v.items()} for k, v in df.to_dict(orient="index").items()}
+
+def result_document(res: LareqaResult, ix: LareqaIndex, q_emb: np.ndarray, c_emb: np.ndarray) -> dict:
+    """A result as JSON: `LareqaResult.to_json()` plus the bias measures: rank distance, the rank of the
+    same-language answer, and the query language's share of the top 10."""
+    from hybrid_replication.bias import rank_distance_table, same_language_rank, language_share_at_k
+    rd = rank_distance_table(res)
+    doc = res.to_json()
+    doc["rank_distance"] = {"per_language": {k: float(v) for k, v in rd["mean"].items()}, "macro": float(rd["mean"].mean())}
+    doc["same_language_rank"] = _float_table(same_language_rank(res))
+    doc["language_share_at_10"] = _float_table(language_share_at_k(q_emb, c_emb, ix, k=10))
+    return doc
+
+def pool_per_question(res: LareqaResult) -> pd.DataFrame:
+    "One row per question of the pooled (Mul.) ranking: AP, R@10, hit@10 and its rank distance (empty with one relevant)."
+    from hybrid_replication.bias import rank_distance
+    return res.pool[["qid", "lang", "n_rel", "ap", "r@10", "hit@10"]].assign(rank_distance=rank_distance(res.pool_ranks))
+
 # %% ../nbs/22_lareqa_eval.ipynb #2a82e778
 def _load_model(name: str, max_query_length=None, max_passage_length=None):
     if name.startswith("hashed-ngrams"): return HashedNgramEncoder()
@@ -319,7 +339,6 @@ def evaluate_cli(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     a = ap.parse_args(argv)
     from hybrid_replication.data import load_lareqa
-    from hybrid_replication.bias import rank_distance_table, same_language_rank, language_share_at_k
     if a.threads:
         import torch; torch.set_num_threads(a.threads)
     t0 = time.time()
@@ -330,21 +349,14 @@ def evaluate_cli(argv=None) -> int:
     ix = LareqaIndex.from_set(rs)
     res = evaluate_embeddings(ix, q_emb, c_emb)
     out = Path(a.out or f"results/zero_shot/{Path(a.dataset).name}.json")
-    rd = rank_distance_table(res)
-    doc = res.to_json()
-    doc["rank_distance"] = {"per_language": {k: float(v) for k, v in rd["mean"].items()}, "macro": float(rd["mean"].mean())}
-    doc["same_language_rank"] = {k: {kk: float(vv) for kk, vv in v.items()} for k, v in same_language_rank(res).to_dict(orient="index").items()}
-    doc["language_share_at_10"] = {k: {kk: float(vv) for kk, vv in v.items()} for k, v in language_share_at_k(q_emb, c_emb, ix, k=10).to_dict(orient="index").items()}
+    doc = result_document(res, ix, q_emb, c_emb)
     doc["ci"] = headline_cis(res, n_boot=a.n_boot, seed=a.seed)
     config = dict(model=a.model, dataset=a.dataset, langs=a.langs, candidate_text="sentence+context" if a.with_context else "sentence",
                   max_query_length=a.max_query_length, max_passage_length=a.max_passage_length, batch_size=a.batch_size,
                   encoder_options=_model_options(enc), weights_fingerprint=fp, n_boot=a.n_boot)
     doc["provenance"] = provenance(config, a.seed, seconds=round(time.time() - t0, 1), command="hybrid-replication evaluate " + " ".join(argv if argv is not None else sys.argv[1:]))
     atomic_write_json(out, doc)
-    pq = res.pool[["qid", "lang", "n_rel", "ap", "r@10", "hit@10"]].assign(rank_distance=[int(r.max() - r.min()) for r in res.pool_ranks])
-    import gzip  # filename="" and mtime=0: gzip would otherwise store the temporary file's name and the time, so equal results gave unequal bytes
-    with atomic_path(out.with_suffix(".per_question.csv.gz")) as tmp, open(tmp, "wb") as f, gzip.GzipFile(filename="", mode="wb", fileobj=f, mtime=0) as gz:
-        gz.write(pq.to_csv(index=False, float_format="%.6g").encode("utf-8"))
+    atomic_write_csv_gz(out.with_suffix(".per_question.csv.gz"), pool_per_question(res))
     if a.plots:
         from hybrid_replication.plots import save_all
         save_all(res, a.plots, ci=doc["ci"], title=f"{a.model} on {rs.name}")

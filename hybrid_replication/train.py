@@ -16,14 +16,15 @@ from tqdm.auto import tqdm
 from .io import atomic_path, atomic_write_json, atomic_write_text, provenance
 from .data import DataError, TrainPair
 from .gradcache import grad_cache_backward
+from .encoder import transformer_layers
 from .distributed import DistInfo, init_distributed, mean_over_ranks, any_rank, gather_objects, barrier, cleanup_distributed
 
 # %% auto #0
 __all__ = ['RESUMABLE_FIELDS', 'PRESETS', 'yaml_value', 'TrainConfig', 'linear_schedule', 'warmup_steps', 'seed_everything',
            'rng_state', 'set_rng_state', 'JsonlLog', 'EarlyStopping', 'build_encoder', 'freeze', 'source_pairs',
            'validation_pairs', 'split_validation', 'training_data', 'pair_texts', 'MultiEmbed', 'make_optimizer',
-           'save_checkpoint', 'load_checkpoint', 'trainable_state', 'train_step', 'validation_loss', 'train',
-           'train_cli']
+           'frozen_trunk', 'save_checkpoint', 'load_checkpoint', 'trainable_state', 'train_step', 'validation_loss',
+           'train', 'train_cli']
 
 # %% ../nbs/13_train.ipynb #43f33bd5
 class _YamlLoader(yaml.SafeLoader):
@@ -54,6 +55,7 @@ class TrainConfig:
     dropout: float | None = None           # None: the model's own dropout
     freeze_word_embeddings: bool = False
     freeze_layers: int = 0                 # freeze the embeddings and the lowest N transformer layers
+    trainable_layers: int | None = None    # train only the top k blocks over a cached frozen trunk (`trunk`); None: all
     # data
     sources: list = field(default_factory=lambda: [{"name": "mlqa-r"}])   # dicts: name + options for the pair builder
     data_dir: str | None = None
@@ -109,6 +111,10 @@ class TrainConfig:
         if self.temperature is not None and not (isinstance(self.temperature, (int, float)) and self.temperature > 0): bad("temperature", "must be a positive number or null")
         if self.max_steps is not None and not (isinstance(self.max_steps, int) and self.max_steps >= 1): bad("max_steps", "must be a positive integer or null")
         if self.max_grad_norm is not None and not (isinstance(self.max_grad_norm, (int, float)) and self.max_grad_norm > 0): bad("max_grad_norm", "must be a positive number or null")
+        if self.trainable_layers is not None:
+            if isinstance(self.trainable_layers, bool) or not isinstance(self.trainable_layers, int) or self.trainable_layers < 1:
+                bad("trainable_layers", f"{self.trainable_layers!r}: must be a positive integer or null")
+            if self.freeze_layers: bad("trainable_layers", "give trainable_layers or freeze_layers, not both")
         if self.patience and not self.eval_every: bad("patience", "early stopping needs eval_every > 0")
         if self.val_fraction and self.val_source: bad("val_source", "give val_source or val_fraction, not both")
         if self.eval_every and not (self.val_fraction or self.val_source): bad("eval_every", "needs a validation set: val_fraction > 0 or val_source")
@@ -253,22 +259,12 @@ def build_encoder(cfg: TrainConfig):
             if isinstance(m, torch.nn.Dropout): m.p = cfg.dropout   # BERT's attention dropout reads this too
     return enc
 
-def _layers(model):
-    "The transformer blocks of a Hugging Face encoder (BERT, XLM-R: `encoder.layer`)."
-    for name in ("encoder.layer", "encoder.layers", "layers", "transformer.layer"):
-        m = model
-        try:
-            for part in name.split("."): m = getattr(m, part)
-            return list(m)
-        except AttributeError: continue
-    raise ValueError(f"cannot find the transformer layers of {type(model).__name__} to freeze")
-
 def freeze(encoder, word_embeddings: bool = False, layers: int = 0) -> dict:
     "Freeze the word embeddings and/or the embeddings plus the lowest `layers` blocks; returns parameter counts."
     m = encoder.model
     if word_embeddings: m.get_input_embeddings().requires_grad_(False)
     if layers:
-        blocks = _layers(m)
+        blocks = transformer_layers(m)
         if layers > len(blocks): raise ValueError(f"freeze_layers={layers} but the model has {len(blocks)} layers")
         getattr(m, "embeddings", m.get_input_embeddings()).requires_grad_(False)
         for b in blocks[:layers]: b.requires_grad_(False)
@@ -367,6 +363,22 @@ def make_optimizer(encoder, cfg: TrainConfig):
               {"params": [p for p in ps if p.ndim <= 1], "weight_decay": 0.0}]
     return torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.lr)
 
+# %% ../nbs/13_train.ipynb #dcb910a8
+def frozen_trunk(encoder, cfg: TrainConfig, pairs=(), progress: bool = True):
+    """The `FrozenTrunk` below the top `cfg.trainable_layers` blocks of `encoder`, with every text of
+    `pairs` already cached; None when the config trains every block."""
+    if cfg.trainable_layers is None: return None
+    from hybrid_replication.trunk import FrozenTrunk
+    depth = len(transformer_layers(encoder.model))
+    if cfg.trainable_layers > depth:
+        raise ValueError(f"TrainConfig field 'trainable_layers': {cfg.trainable_layers}, but {cfg.model} has {depth} layers")
+    if cfg.trainable_layers == depth: return None
+    trunk = FrozenTrunk(encoder, depth - cfg.trainable_layers)
+    queries, passages, hard = pair_texts(list(pairs), cfg.hard_negatives)
+    trunk.ensure(queries, "query", progress)
+    trunk.ensure(passages + (hard or []), "passage", progress)
+    return trunk
+
 # %% ../nbs/13_train.ipynb #5ae86171
 def save_checkpoint(path, state: dict) -> Path:
     "Write a checkpoint atomically."
@@ -416,12 +428,15 @@ def _batch_record(batch, pairs: list[TrainPair]) -> dict:
             "mono_items": sum(p.is_mono for p in pairs)}
 
 # %% ../nbs/13_train.ipynb #028b59ca
-def train_step(model, encoder, batch: list[TrainPair], cfg: TrainConfig, loss_fn, optimizer, scheduler=None, no_sync=None):
+def train_step(model, encoder, batch: list[TrainPair], cfg: TrainConfig, loss_fn, optimizer, scheduler=None, no_sync=None,
+               featurize=None):
     """One optimisation step on `batch` (this rank's pairs): tokenise, embed (plainly or with gradient caching),
     loss, backward, clip, AdamW, schedule. `model` is `MultiEmbed(encoder)` (DDP-wrapped under torchrun).
-    Returns (loss, gradient norm before clipping, learning rate used)."""
+    `featurize(texts, kind)` makes the model inputs: `encoder.tokenize` by default, `FrozenTrunk.features`
+    on the frozen-trunk path. Returns (loss, gradient norm before clipping, learning rate used)."""
+    featurize = featurize or encoder.tokenize
     q, p, h = pair_texts(batch, cfg.hard_negatives)
-    groups = [encoder.tokenize(q, "query"), encoder.tokenize(p, "passage"), None if h is None else encoder.tokenize(h, "passage")]
+    groups = [featurize(q, "query"), featurize(p, "passage"), None if h is None else featurize(h, "passage")]
     if cfg.grad_cache_chunk: loss = grad_cache_backward(lambda f: model(f)[0], groups, loss_fn, cfg.grad_cache_chunk, no_sync)
     else:
         loss = loss_fn(*model(*groups)); loss.backward()
@@ -433,8 +448,10 @@ def train_step(model, encoder, batch: list[TrainPair], cfg: TrainConfig, loss_fn
     return float(loss.detach()), gnorm, lr
 
 # %% ../nbs/13_train.ipynb #3c346517
-def validation_loss(encoder, pairs: list[TrainPair], cfg: TrainConfig, loss_fn) -> float:
+def validation_loss(encoder, pairs: list[TrainPair], cfg: TrainConfig, loss_fn, featurize=None) -> float:
     "Mean InfoNCE of the validation pairs, in fixed consecutive batches of `batch_size`, eval mode, no gradients."
+    featurize = featurize or encoder.tokenize
+    embed = lambda texts, kind: encoder(featurize(texts, kind))
     was = encoder.training; encoder.eval(); total = n = 0.0
     bs = max(2, min(cfg.batch_size, len(pairs)))
     try:
@@ -443,7 +460,7 @@ def validation_loss(encoder, pairs: list[TrainPair], cfg: TrainConfig, loss_fn) 
                 chunk = pairs[i:i + bs]
                 if len(chunk) < 2: continue   # a lone item has no in-batch negative
                 q, p, h = pair_texts(chunk, cfg.hard_negatives)
-                l = loss_fn(encoder.embed(q, "query"), encoder.embed(p, "passage"), None if h is None else encoder.embed(h, "passage"))
+                l = loss_fn(embed(q, "query"), embed(p, "passage"), None if h is None else embed(h, "passage"))
                 total += float(l) * len(chunk); n += len(chunk)
     finally: encoder.train(was)
     if not n: raise ValueError(f"validation_loss: {len(pairs)} validation pairs, need at least 2 (in-batch negatives)")
@@ -478,7 +495,12 @@ def train(config, resume: bool = False, progress: bool = True, stop_at_step: int
 
     # model and optimisation
     encoder = build_encoder(cfg).to(info.device)
-    counts = freeze(encoder, cfg.freeze_word_embeddings, cfg.freeze_layers)
+    # the frozen-trunk path: rank 0 runs the trunk on every text once, the other ranks read its cache
+    trunk = frozen_trunk(encoder, cfg, pairs + val if info.is_main else (), progress and info.is_main)
+    barrier()
+    if trunk is not None: trunk.store.refresh()
+    featurize = trunk.features if trunk is not None else None
+    counts = freeze(encoder, cfg.freeze_word_embeddings, trunk.n_frozen if trunk is not None else cfg.freeze_layers)
     encoder.train()
     model = MultiEmbed(encoder)
     if info.enabled:
@@ -518,9 +540,11 @@ def train(config, resume: bool = False, progress: bool = True, stop_at_step: int
         barrier()
 
     def evaluate():
-        v = validation_loss(encoder, val, cfg, val_loss_fn)
+        v = validation_loss(encoder, val, cfg, val_loss_fn, featurize)
         improved = early.update(v, step)
         if improved and info.is_main and cfg.save_model: _save_encoder_atomically(encoder, out / "best")
+        elif improved and info.is_main:   # no model folders: the best trainable weights, for a later evaluation
+            save_checkpoint(out / "best_trainable.pt", {"step": step, "model": trainable_state(encoder)})
         log.write(step=step, event="eval", val_loss=v, best_val_loss=early.best, best_step=early.best_step, val_pairs=len(val))
         return v
 
@@ -536,7 +560,8 @@ def train(config, resume: bool = False, progress: bool = True, stop_at_step: int
             except StopIteration: it = iter(sampler); local = next(it)
             batch_pairs = [pairs[i] for i in local]
             t0 = time.perf_counter()
-            loss_v, gnorm, lr = train_step(model, encoder, batch_pairs, cfg, loss_fn, optimizer, scheduler, no_sync)
+            loss_v, gnorm, lr = train_step(model, encoder, batch_pairs, cfg, loss_fn, optimizer, scheduler, no_sync,
+                                          featurize)
             step += 1
             loss_v = mean_over_ranks(loss_v)   # with gathered negatives, the mean over ranks is the global batch's loss
             dt = time.perf_counter() - t0
@@ -561,7 +586,8 @@ def train(config, resume: bool = False, progress: bool = True, stop_at_step: int
     recs = JsonlLog.read(out / "log.jsonl") if info.is_main else []
     steps = [r for r in recs if "loss" in r]
     summary = {"steps": step, "total_steps": total, "stopped": stopped, "finished": finished,
-               "world_size": info.world_size, "params": counts, "train_pairs": len(pairs), "pairs_dropped_for_hard_negatives": dropped, "val_pairs": len(val),
+               "world_size": info.world_size, "params": counts,
+               "frozen_trunk": None if trunk is None else {"n_frozen": trunk.n_frozen, "texts_computed": trunk.computed}, "train_pairs": len(pairs), "pairs_dropped_for_hard_negatives": dropped, "val_pairs": len(val),
                "batches_per_epoch": len(sampler), "first_loss": steps[0]["loss"] if steps else None,
                "last_loss": steps[-1]["loss"] if steps else None, "best_val_loss": None if early.best == math.inf else early.best,
                "best_step": early.best_step, "seconds": round(elapsed0 + time.perf_counter() - t_start, 2),

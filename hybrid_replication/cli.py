@@ -18,6 +18,7 @@ SUBCOMMANDS = {
     "train":      ("hybrid_replication.train", "train_cli", "fine-tune an encoder from a config (resumable; torchrun for DDP)"),
     "evaluate":   ("hybrid_replication.lareqa_eval", "evaluate_cli", "evaluate an encoder on XQuAD-R / MLQA-R (pooled, pairs, bias)"),
     "experiment": ("hybrid_replication.experiment", "experiment_cli", "run or resume a grid of fine-tuning runs and their evaluations"),
+    "notebooks":  ("hybrid_replication.notebooks", "notebooks_cli", "execute the claim, question and result notebooks in place, saving their outputs"),
     "replicate":  ("hybrid_replication.cli", "replicate_cli", "the main job: data check, statistics, and the results table"),
     "verdicts":   ("hybrid_replication.cli", "verdicts_cli", "print the table of claim verdicts computed so far"),
     "readme":     ("hybrid_replication.cli", "readme_cli", "write README.md from nbs/index.ipynb (executes it)"),

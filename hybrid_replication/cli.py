@@ -8,8 +8,8 @@ import argparse, importlib, json, re, sys, time
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['SUBCOMMANDS', 'main', 'verdicts_cli', 'markdown_table', 'zero_shot_table', 'replicate_cli', 'notebook_to_markdown',
-           'write_readme', 'readme_cli']
+__all__ = ['SUBCOMMANDS', 'REPRODUCE', 'main', 'verdicts_cli', 'markdown_table', 'zero_shot_table', 'replicate_cli',
+           'notebook_to_markdown', 'write_readme', 'readme_cli']
 
 # %% ../nbs/30_cli.ipynb #4a4d7dc3
 SUBCOMMANDS = {
@@ -19,7 +19,7 @@ SUBCOMMANDS = {
     "evaluate":   ("hybrid_replication.lareqa_eval", "evaluate_cli", "evaluate an encoder on XQuAD-R / MLQA-R (pooled, pairs, bias)"),
     "experiment": ("hybrid_replication.experiment", "experiment_cli", "run or resume a grid of fine-tuning runs and their evaluations"),
     "notebooks":  ("hybrid_replication.notebooks", "notebooks_cli", "execute the claim, question and result notebooks in place, saving their outputs"),
-    "replicate":  ("hybrid_replication.cli", "replicate_cli", "the main job: data check, statistics, and the results table"),
+    "replicate":  ("hybrid_replication.cli", "replicate_cli", "the main job: re-make a committed experiment cell and compare; --full: everything"),
     "verdicts":   ("hybrid_replication.cli", "verdicts_cli", "print the table of claim verdicts computed so far"),
     "readme":     ("hybrid_replication.cli", "readme_cli", "write README.md from nbs/index.ipynb (executes it)"),
 }
@@ -101,20 +101,59 @@ def zero_shot_table(results_dir=None):
     return pd.DataFrame(rows)
 
 # %% ../nbs/30_cli.ipynb #e6662edc
+REPRODUCE = ("configs/grids/mlqa-to-xquad.yaml", "seed=0__sampler=hybrid")   # the smallest real committed cell
+
 def replicate_cli(argv=None) -> int:
-    "The main job: check the data, print dataset statistics, then the committed results and the verdict table."
-    ap = argparse.ArgumentParser(prog="hybrid-replication replicate")
+    """The main job: re-make one committed experiment cell from scratch and compare every number with the committed
+    file, then print the verdict table; `--full` runs (or resumes) every grid and re-executes the notebooks;
+    `--summary` only checks the data and prints the committed tables."""
+    ap = argparse.ArgumentParser(prog="hybrid-replication replicate", description=replicate_cli.__doc__)
     ap.add_argument("--data-dir", default=None, help="data directory (default: $HYBRID_DATA, else the shipped demo set)")
+    ap.add_argument("--grid", default=REPRODUCE[0], help="grid file of the cell to re-make")
+    ap.add_argument("--cell", default=REPRODUCE[1], help="the cell to re-make")
+    mode = ap.add_mutually_exclusive_group()
+    mode.add_argument("--full", action="store_true", help="run or resume every grid in configs/grids, then the notebooks")
+    mode.add_argument("--summary", action="store_true", help="data check, statistics and committed tables only")
     a = ap.parse_args(argv)
+    if a.summary: return _summary(a.data_dir)
+    if a.full: return _full()
+    from hybrid_replication.data import DataError
+    from hybrid_replication.experiment import reproduce_cell
+    print(f"re-making {a.grid} cell {a.cell} from scratch (about 10 minutes on 2 CPU cores)", file=sys.stderr)
+    try: table = reproduce_cell(a.grid, a.cell)
+    except (DataError, ValueError) as e:
+        print(f"hybrid-replication replicate: {e}", file=sys.stderr)
+        return 2
+    print(f"\n## {a.cell} of {a.grid}: committed vs re-made\n\n" + markdown_table(table, floatfmt=".5f"))
+    ok = bool(table["within tolerance"].dropna().all())
+    print("\nevery number within tolerance (mAP and recall: 0.002 absolute; rank distance: 0.2% relative)" if ok
+          else "\nsome numbers differ beyond tolerance: see the table")
+    _verdicts()
+    return 0 if ok else 1
+
+def _verdicts():
+    from hybrid_replication.verdicts import verdict_dir
+    if verdict_dir().is_dir():
+        print("\n## Claim verdicts (results/verdicts)\n")
+        verdicts_cli(["--dir", str(verdict_dir())])
+
+def _summary(data_dir=None) -> int:
     from hybrid_replication.data import data_check_cli
-    rc = data_check_cli([] if a.data_dir is None else ["--data-dir", a.data_dir])
+    rc = data_check_cli([] if data_dir is None else ["--data-dir", data_dir])
     if rc: return rc
     t = zero_shot_table()
     if len(t): print("\n## Zero-shot results beside the paper (results/zero_shot)\n\n" + markdown_table(t))
-    from hybrid_replication.verdicts import verdict_dir
-    if verdict_dir().is_dir():
-        print("\n## Claim verdicts (results/verdicts)\n"); verdicts_cli(["--dir", str(verdict_dir())])
+    _verdicts()
     return 0
+
+def _full() -> int:
+    "Every grid in configs/grids (the pilot first), resumed where it stopped, then the notebooks from the results."
+    from hybrid_replication.experiment import run_grid
+    from hybrid_replication.notebooks import notebooks_cli
+    grids = sorted(Path("configs/grids").glob("*.yaml"), key=lambda p: (not p.name.startswith("pilot"), p.name))
+    for g in grids: run_grid(g)
+    return notebooks_cli([])
+
 
 # %% ../nbs/30_cli.ipynb #4380e297
 _DIRECTIVE = re.compile(r"^\s*#\|\s*(.*)$")

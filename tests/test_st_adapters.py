@@ -38,11 +38,12 @@ def test_trainer_with_the_hybrid_sampler(tmp_path):
     tiny_encoder(seed=0, query_prefix="query: ", passage_prefix="passage: ").save(tmp_path / "model")
     model = SentenceTransformer(str(tmp_path / "model"), device="cpu")
     before = [p.detach().clone() for p in model.parameters()]
-    args = SentenceTransformerTrainingArguments(output_dir=str(tmp_path / "out"), per_device_train_batch_size=8, max_steps=12,
-                                                learning_rate=1e-3, batch_sampler=Recording, report_to="none",
-                                                save_strategy="no", logging_steps=100, use_cpu=True, seed=0,
-                                                dataloader_num_workers=0)
-    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=data, loss=MultipleNegativesRankingLoss(model))
+    args = SentenceTransformerTrainingArguments(output_dir=str(tmp_path / "out"), per_device_train_batch_size=8,
+                                                max_steps=12, learning_rate=1e-3, batch_sampler=Recording,
+                                                report_to="none", save_strategy="no", logging_steps=100, use_cpu=True,
+                                                seed=0, dataloader_num_workers=0)
+    loss = MultipleNegativesRankingLoss(model)
+    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=data, loss=loss)
     class RecordingDrop(DropColumns):
         def __call__(self, features):
             seen_columns.update(k for f in features for k in f)

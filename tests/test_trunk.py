@@ -13,7 +13,8 @@ from hybrid_replication.train import TrainConfig, load_checkpoint, train
 from hybrid_replication.trunk import FrozenTrunk
 
 torch.set_num_threads(2)
-TINY = dict(model="tiny", sources=[{"name": "demo"}], batch_size=8, lr=1e-3, warmup_steps=1, threads=2, save_model=False)
+TINY = dict(model="tiny", sources=[{"name": "demo"}], batch_size=8, lr=1e-3, warmup_steps=1, threads=2,
+            save_model=False)
 
 
 @pytest.fixture(autouse=True)
@@ -52,7 +53,8 @@ def test_one_step_gives_the_plain_paths_loss_and_gradients():
         featurize = trunk.features if trunk is not None else enc.tokenize
         loss = info_nce(enc(featurize(q, "query")), enc(featurize(p, "passage")), None)
         loss.backward()
-        results.append((float(loss.detach()), {k: v.grad.clone() for k, v in enc.named_parameters() if v.requires_grad}))
+        grads = {k: v.grad.clone() for k, v in enc.named_parameters() if v.requires_grad}
+        results.append((float(loss.detach()), grads))
     (loss_trunk, grad_trunk), (loss_plain, grad_plain) = results
     assert sorted(grad_trunk) == sorted(grad_plain) and grad_trunk
     assert abs(loss_trunk - loss_plain) < 1e-3

@@ -85,7 +85,7 @@ def test_relevance_level_2():
             assert ours[q][m] == pytest.approx(ref[q][m], abs=1e-12)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40, deadline=None, derandomize=True)   # the same examples on every run: CI never draws new ones
 @given(st.data())
 def test_dict_path_matches_pytrec_eval_property(data):
     n_docs = data.draw(st.integers(1, 15))

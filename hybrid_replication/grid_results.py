@@ -81,9 +81,9 @@ def grid_bootstrap(folder, groups: dict[str, list[str]], statistics=tuple(STATIS
     group independently, its cells; `query_lang` restricts every statistic to the questions asked in that language.
     Returns {"estimate": {group: {stat: value}}, "draws": {group: {stat: array}}}."""
     rng = np.random.default_rng(seed)
-    cells = {c: CellMatrices(folder, c) for cs in groups.values() for c in cs}
-    qids = sorted(set().union(*(set(m.qids) for m in cells.values())))
-    cells = {c: CellMatrices(folder, c, np.array(qids), query_lang) for c in cells}   # one question order for all
+    cells = {c: CellMatrices(folder, c, query_lang=query_lang) for cs in groups.values() for c in cs}
+    qids = np.array(sorted(set().union(*(set(m.qids) for m in cells.values()))))
+    for m in cells.values(): m.qids = qids   # one question order for all cells (no matrix is built yet)
     counts = rng.multinomial(len(qids), np.full(len(qids), 1 / len(qids)), size=n_boot)
     picks = {g: rng.integers(0, len(cs), size=(n_boot, len(cs))) for g, cs in groups.items()}
     estimate, draws = {}, {}

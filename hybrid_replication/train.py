@@ -587,7 +587,8 @@ def train(config, resume: bool = False, progress: bool = True, stop_at_step: int
     steps = [r for r in recs if "loss" in r]
     summary = {"steps": step, "total_steps": total, "stopped": stopped, "finished": finished,
                "world_size": info.world_size, "params": counts,
-               "frozen_trunk": None if trunk is None else {"n_frozen": trunk.n_frozen, "texts_computed": trunk.computed}, "train_pairs": len(pairs), "pairs_dropped_for_hard_negatives": dropped, "val_pairs": len(val),
+               "frozen_trunk": None if trunk is None else
+                   {"n_frozen": trunk.n_frozen, "texts_computed": trunk.computed}, "train_pairs": len(pairs), "pairs_dropped_for_hard_negatives": dropped, "val_pairs": len(val),
                "batches_per_epoch": len(sampler), "first_loss": steps[0]["loss"] if steps else None,
                "last_loss": steps[-1]["loss"] if steps else None, "best_val_loss": None if early.best == math.inf else early.best,
                "best_step": early.best_step, "seconds": round(elapsed0 + time.perf_counter() - t_start, 2),

@@ -154,6 +154,10 @@ def _features(self, texts, kind: str) -> dict:
     "The trunk's output for `texts`, padded: `hidden_states` [B, L, H], `attention_mask`, `start_layer`."
     ids, keys = self._ids_and_keys(texts, kind)
     if any(k not in self.store for k in keys): self.ensure(texts, kind, show_progress=False)
+    return self._padded(keys)
+
+def _padded(self, keys) -> dict:
+    "Features for cached entries `keys`: the stored hidden states padded to the longest, with their mask."
     rows = [self.store.get(k) for k in keys]
     n, longest, width = len(rows), max(len(r) for r in rows), rows[0].shape[1]
     hidden = torch.zeros((n, longest, width))
@@ -164,14 +168,14 @@ def _features(self, texts, kind: str) -> dict:
     # start_layer has one entry per row, so gradient caching can cut these features like any batch
     return {"hidden_states": hidden, "attention_mask": mask, "start_layer": torch.full((n,), self.n_frozen)}
 
-FrozenTrunk.features = _features
+FrozenTrunk.features, FrozenTrunk._padded = _features, _padded
 
 # %% ../nbs/12a_trunk.ipynb #ac1dec03
 def _trunk_encode(self, texts, kind: str = "query", batch_size: int = 64, show_progress: bool = True) -> np.ndarray:
     "Embeddings of `texts` (float32, input order) through the cached trunk and the blocks above, eval mode."
     texts = list(texts)
     self.ensure(texts, kind, show_progress)
-    ids, _ = self._ids_and_keys(texts, kind)
+    ids, keys = self._ids_and_keys(texts, kind)
     order = sorted(range(len(texts)), key=lambda i: -len(ids[i]))
     out = np.zeros((len(texts), self.encoder.dim), np.float32)
     was_training = self.encoder.training
@@ -181,7 +185,7 @@ def _trunk_encode(self, texts, kind: str = "query", batch_size: int = 64, show_p
             steps = range(0, len(order), batch_size)
             for s in tqdm(steps, desc=f"encode {kind} (top layers)", disable=not show_progress or len(steps) < 2):
                 rows = order[s:s + batch_size]
-                out[rows] = self.encoder(self.features([texts[i] for i in rows], kind)).float().cpu().numpy()
+                out[rows] = self.encoder(self._padded([keys[i] for i in rows])).float().cpu().numpy()
     finally:
         self.encoder.train(was_training)
     return out

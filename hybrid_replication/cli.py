@@ -4,47 +4,94 @@
 
 # %% ../nbs/30_cli.ipynb #c91adfa8
 from __future__ import annotations
-import argparse, importlib, json, re, sys, time
+import argparse, importlib, json, re, signal, sys, threading, time
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['SUBCOMMANDS', 'REPRODUCE', 'main', 'verdicts_cli', 'markdown_table', 'zero_shot_table', 'replicate_cli',
-           'notebook_to_markdown', 'write_readme', 'readme_cli']
+__all__ = ['SUBCOMMANDS', 'REPRODUCE', 'Terminated', 'run_command', 'main', 'verdicts_cli', 'markdown_table', 'zero_shot_table',
+           'replicate_cli', 'notebook_to_markdown', 'write_readme', 'readme_cli']
 
 # %% ../nbs/30_cli.ipynb #4a4d7dc3
 SUBCOMMANDS = {
     # name: (module, function, one-line help)
-    "data-check": ("hybrid_replication.data", "data_check_cli", "check every dataset under the data directory and print its statistics"),
-    "train":      ("hybrid_replication.train", "train_cli", "fine-tune an encoder from a config (resumable; torchrun for DDP)"),
-    "evaluate":   ("hybrid_replication.lareqa_eval", "evaluate_cli", "evaluate an encoder on XQuAD-R / MLQA-R (pooled, pairs, bias)"),
-    "experiment": ("hybrid_replication.experiment", "experiment_cli", "run or resume a grid of fine-tuning runs and their evaluations"),
-    "notebooks":  ("hybrid_replication.notebooks", "notebooks_cli", "execute the claim, question and result notebooks in place, saving their outputs"),
-    "replicate":  ("hybrid_replication.cli", "replicate_cli", "the main job: re-make a committed experiment cell and compare; --full: everything"),
-    "verdicts":   ("hybrid_replication.cli", "verdicts_cli", "print the table of claim verdicts computed so far"),
-    "readme":     ("hybrid_replication.cli", "readme_cli", "write README.md from nbs/index.ipynb (executes it)"),
+    "data-check": ("hybrid_replication.data", "data_check_cli",
+                   "check every dataset under the data directory and print its statistics"),
+    "train": ("hybrid_replication.train", "train_cli", "fine-tune an encoder from a config (resumable; torchrun for DDP)"),
+    "evaluate": ("hybrid_replication.lareqa_eval", "evaluate_cli",
+                 "evaluate an encoder on XQuAD-R / MLQA-R (pooled, pairs, bias)"),
+    "experiment": ("hybrid_replication.experiment", "experiment_cli",
+                   "run or resume a grid of fine-tuning runs and their evaluations"),
+    "notebooks": ("hybrid_replication.notebooks", "notebooks_cli",
+                  "execute the claim, question and result notebooks in place, saving their outputs"),
+    "replicate": ("hybrid_replication.cli", "replicate_cli",
+                  "the main job: re-make a committed experiment cell and compare; --full: everything"),
+    "verdicts": ("hybrid_replication.cli", "verdicts_cli", "print the table of claim verdicts computed so far"),
+    "readme": ("hybrid_replication.cli", "readme_cli", "write README.md from nbs/index.ipynb (executes it)"),
 }
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="hybrid-replication", description="Replication of hybrid batch training for multilingual retrieval (arXiv 2408.10536).")
+    p = argparse.ArgumentParser(prog="hybrid-replication", description="Replication of hybrid batch training for "
+                                "multilingual retrieval (arXiv 2408.10536). Bad input: one line on stderr and exit "
+                                "2; `--debug` (before the command) shows the traceback instead.")
+    p.add_argument("--debug", action="store_true", help="on an error, show the full traceback")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_, _, help_) in SUBCOMMANDS.items(): sub.add_parser(name, help=help_, add_help=False)
     return p
 
+# %% ../nbs/30_cli.ipynb #d96f0a35
+class Terminated(Exception):
+    "SIGTERM, raised in the main thread so that `finally` blocks and atomic writers clean up (exit code 143)."
+
+def _raise_terminated(signum, frame): raise Terminated()
+
+def _is_input_error(e: BaseException) -> bool:
+    "Bad input, not a bug: our `DataError`, values refused by validation, file-system errors, undecodable text."
+    return isinstance(e, (ValueError, OSError, RecursionError)) or type(e).__module__.startswith("yaml")
+
+def _one_line(e: BaseException) -> str: return " ".join(str(e).split()) or type(e).__name__
+
+def run_command(name: str, func, argv: list[str], debug: bool = False) -> int:
+    """Run sub-command `name` (`func(argv)`) with the command line's error contract: bad input prints one line,
+    `hybrid-replication NAME: <file>, record <r>, field <f>: <problem>`, and exits 2; an unexpected error prints
+    one line naming it and exits 1; Ctrl-C exits 130 and SIGTERM 143, with whatever was finished kept. `debug`
+    re-raises instead, for the traceback."""
+    in_main = threading.current_thread() is threading.main_thread()
+    old_term = signal.signal(signal.SIGTERM, _raise_terminated) if in_main else None
+    try: return int(func(argv) or 0)
+    except (KeyboardInterrupt, Terminated) as e:
+        if debug: raise
+        print(f"hybrid-replication {name}: interrupted; finished work is kept", file=sys.stderr)
+        return 130 if isinstance(e, KeyboardInterrupt) else 143
+    except Exception as e:
+        if debug: raise
+        if _is_input_error(e):
+            print(f"hybrid-replication {name}: {_one_line(e)}", file=sys.stderr)
+            return 2
+        print(f"hybrid-replication {name}: internal error, {type(e).__name__}: {_one_line(e)} "
+              "(run `hybrid-replication --debug ...` for the traceback, and please report it)", file=sys.stderr)
+        return 1
+    finally:
+        if in_main: signal.signal(signal.SIGTERM, old_term)
+
+# %% ../nbs/30_cli.ipynb #0dac49cc
 def main(argv: list[str] | None = None) -> int:
-    "Entry point of `hybrid-replication`: dispatch to the sub-command's own parser."
+    "Entry point of `hybrid-replication`: dispatch to the sub-command's own parser, under `run_command`."
     argv = list(sys.argv[1:] if argv is None else argv)
-    p = _parser()
+    debug = bool(argv) and argv[0] == "--debug"
+    if debug: argv = argv[1:]
     if not argv or argv[0] in ("-h", "--help"):
-        p.print_help(); return 0
+        _parser().print_help()
+        return 0
     name, rest = argv[0], argv[1:]
     if name not in SUBCOMMANDS:
-        print(f"hybrid-replication: unknown command {name!r}; choose from {', '.join(SUBCOMMANDS)}", file=sys.stderr); return 2
-    mod, fn, _ = SUBCOMMANDS[name]
-    try: func = getattr(importlib.import_module(mod), fn)
+        print(f"hybrid-replication: unknown command {name!r}; choose from {', '.join(SUBCOMMANDS)}", file=sys.stderr)
+        return 2
+    module, function, _ = SUBCOMMANDS[name]
+    try: func = getattr(importlib.import_module(module), function)
     except (ImportError, AttributeError) as e:
-        print(f"hybrid-replication {name}: not available in this installation ({e})", file=sys.stderr); return 2
-    rc = func(rest)
-    return int(rc or 0)
+        print(f"hybrid-replication {name}: not available in this installation ({e})", file=sys.stderr)
+        return 2
+    return run_command(name, func, rest, debug)
 
 # %% ../nbs/30_cli.ipynb #34cec84e
 def verdicts_cli(argv=None) -> int:

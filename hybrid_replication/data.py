@@ -7,6 +7,8 @@ from __future__ import annotations
 import argparse, json, os, sys, time, urllib.error, urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from difflib import SequenceMatcher
+from .io import read_json
 
 # %% auto #0
 __all__ = ['ISO1_CODES', 'PUBLIC_SOURCES', 'LAREQA_LANGS', 'WHAT_TO_SET', 'TABLE10', 'KNOWN_SETS', 'DataError', 'Question',
@@ -180,10 +182,40 @@ def _get(obj, key, typ, path, record, nonempty=True):
     return _field(obj, key, typ, path, record, nonempty)
 
 def _read_json(path: Path):
-    try: return json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError: raise DataError(path, field="file", problem=f"file not found; {WHAT_TO_SET}") from None
-    except UnicodeDecodeError as e: raise DataError(path, f"byte {e.start}", "file", "not UTF-8 text") from None
-    except json.JSONDecodeError as e: raise DataError(path, f"line {e.lineno} column {e.colno}", "file", f"malformed JSON: {e.msg}") from None
+    return read_json(path, missing=f"file not found; {WHAT_TO_SET}")
+
+# %% ../nbs/00_data.ipynb #c681a78f
+def _check_spans(path, rec: str, para: dict, ctx: str) -> list[tuple[int, int]]:
+    """A paragraph's `sentence_breaks`: [start, end) spans inside the context, sorted and disjoint (an overlap would
+    make one answer relevant to two candidates). The optional `sentences` list must have one entry per span, each
+    the text its span cuts from the context up to whitespace, or a near copy (difflib ratio >= 0.9: the official
+    xquad-r/tr.json has two sentences whose context holds mojibake of a fraction slash)."""
+    spans, prev_end = [], 0
+    for si, sp in enumerate(_get(para, "sentence_breaks", list, path, rec)):
+        where = f"sentence_breaks[{si}]"
+        if not (type(sp) is list and len(sp) == 2 and type(sp[0]) is int and type(sp[1]) is int):
+            raise DataError(path, rec, where, f"expected [start, end] integers, got {sp!r}")
+        start, end = sp
+        if not 0 <= start < end <= len(ctx):
+            raise DataError(path, rec, where, f"span {sp} is empty or outside the context (length {len(ctx)})")
+        if start < prev_end:
+            raise DataError(path, rec, where, f"span {sp} starts before the previous span ends ({prev_end}): "
+                                              "spans must be sorted and must not overlap")
+        if not ctx[start:end].strip(): raise DataError(path, rec, where, f"span {sp} holds only whitespace")
+        spans.append((start, end))
+        prev_end = end
+    sentences = para.get("sentences") if isinstance(para, dict) else None
+    if sentences is None: return spans
+    if not isinstance(sentences, list) or len(sentences) != len(spans):
+        raise DataError(path, rec, "sentences", f"{len(sentences) if isinstance(sentences, list) else sentences!r} "
+                                                f"sentences for {len(spans)} sentence_breaks")
+    for si, (sentence, (start, end)) in enumerate(zip(sentences, spans)):
+        cut = ctx[start:end].strip()
+        if not isinstance(sentence, str) or (sentence.strip() != cut and
+                                             SequenceMatcher(None, sentence.strip(), cut).ratio() < 0.9):
+            raise DataError(path, rec, f"sentences[{si}]", f"{sentence!r} is not the text of span [{start}, {end}] "
+                                                          f"of the context ({cut!r})")
+    return spans
 
 # %% ../nbs/00_data.ipynb #b1d164f5
 def read_lareqa_file(path, lang: str | None = None):
@@ -196,18 +228,9 @@ def read_lareqa_file(path, lang: str | None = None):
         for pi, para in enumerate(_get(art, "paragraphs", list, path, f"data[{ai}]")):
             rec = f"data[{ai}].paragraphs[{pi}]"
             ctx = _get(para, "context", str, path, rec)
-            spans = _get(para, "sentence_breaks", list, path, rec)
-            cids = []
-            for si, sp in enumerate(spans):
-                if not (type(sp) is list and len(sp) == 2 and type(sp[0]) is int and type(sp[1]) is int):
-                    raise DataError(path, rec, f"sentence_breaks[{si}]", f"expected [start, end] integers, got {sp!r}")
-                s, e = sp
-                if not 0 <= s < e <= len(ctx):
-                    raise DataError(path, rec, f"sentence_breaks[{si}]", f"span {sp} is empty or outside the context (length {len(ctx)})")
-                sent = ctx[s:e].strip()
-                if not sent: raise DataError(path, rec, f"sentence_breaks[{si}]", f"span {sp} holds only whitespace")
-                cid = f"{lang}:{ai}:{pi}:{si}"
-                candidates.append(Candidate(cid, lang, sent, ctx)); cids.append(cid)
+            spans = _check_spans(path, rec, para, ctx)
+            cids = [f"{lang}:{ai}:{pi}:{si}" for si in range(len(spans))]
+            candidates += [Candidate(cid, lang, ctx[s:e].strip(), ctx) for cid, (s, e) in zip(cids, spans)]
             for qi, qa in enumerate(_get(para, "qas", list, path, rec, nonempty=False)):
                 qrec = f"{rec}.qas[{qi}]"
                 qid = _get(qa, "id", str, path, qrec)

@@ -14,7 +14,7 @@ import yaml
 from tqdm.auto import tqdm
 
 from .data import DataError, load_lareqa
-from .io import atomic_write_csv_gz, atomic_write_json, provenance, read_json
+from .io import atomic_write_csv_gz, atomic_write_json, provenance, read_json, read_text
 from .lareqa_eval import (LareqaIndex, candidate_texts, encode_texts, evaluate_embeddings,
                                             pool_per_question, result_document)
 from .train import TrainConfig, build_encoder, frozen_trunk, load_checkpoint, train, yaml_value
@@ -43,9 +43,9 @@ class Grid:
     def load(cls, path) -> "Grid":
         "Read a grid file; a problem is a `DataError` naming the file and the field."
         path = Path(path)
-        if not path.is_file(): raise DataError(path, problem="grid file not found (or not a regular file)")
-        try: d = yaml_value(path.read_text(encoding="utf-8"))
-        except (yaml.YAMLError, UnicodeDecodeError) as e:
+        text = read_text(path, missing="grid file not found")
+        try: d = yaml_value(text)
+        except yaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None)
             record = f"line {mark.line + 1} column {mark.column + 1}" if mark else None
             problem = " ".join(str(getattr(e, "problem", None) or e).split())   # one line
@@ -75,7 +75,7 @@ class Grid:
         for values in self.cells():
             try: self.config(values)
             except ValueError as e:
-                raise DataError(where, record=f"cell {self.cell_id(values)}", problem=str(e)) from None
+                raise DataError(where, record=f"cell {self.cell_id(values)}", problem=getattr(e, "problem", str(e))) from None
 
 # %% ../nbs/40_experiment.ipynb #7baf5ed3
 def _cells(self) -> list[dict]:

@@ -4,39 +4,67 @@
 
 # %% ../nbs/09_io.ipynb #b0dfb039
 from __future__ import annotations
-import json, os, platform, subprocess, sys, tempfile, time, socket
-from contextlib import contextmanager
+import glob, json, math, os, platform, re, socket, stat, subprocess, sys, tempfile, time
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['CODE_PATHS', 'atomic_path', 'atomic_write_text', 'atomic_write_json', 'jsonable', 'read_json', 'atomic_write_csv_gz',
-           'cache_dir', 'git_commit', 'machine_info', 'provenance']
+__all__ = ['CODE_PATHS', 'atomic_path', 'atomic_write_text', 'atomic_write_json', 'jsonable', 'read_text', 'parse_json',
+           'read_json', 'atomic_write_csv_gz', 'table_path', 'write_result_set', 'read_result_table', 'cache_dir',
+           'git_commit', 'machine_info', 'provenance']
 
 # %% ../nbs/09_io.ipynb #deb1da00
+def _pid_alive(pid: int) -> bool:
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return False
+    except PermissionError: return True
+    return True
+
+def _remove_stale_tmp(path: Path):
+    "Remove temporary files of `path` left by writers that were killed (their process no longer exists)."
+    for old in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        pid = old.name[len(path.name) + 2:].split(".", 1)[0]
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            with suppress(OSError): old.unlink()
+
 @contextmanager
 def atomic_path(path: str | os.PathLike):
-    "Yield a temporary path beside `path`; on success rename it over `path`, on error remove it."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    """Yield a temporary path beside `path`; on success rename it over `path`, on error remove it.
+    The temporary name carries the writer's process id, so a later write removes what a killed writer left."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_tmp(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)
         # mkstemp creates the file owner-only; give it the mode a plain open() would have
-        umask = os.umask(0); os.umask(umask)
+        umask = os.umask(0)
+        os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp): os.remove(tmp)
         raise
 
+# %% ../nbs/09_io.ipynb #0d6e4a38
 def atomic_write_text(path, text: str) -> Path:
     "Write `text` to `path` atomically."
     with atomic_path(path) as tmp: Path(tmp).write_text(text, encoding="utf-8")
     return Path(path)
 
+def _finite_or_null(obj):
+    "NaN and infinities as JSON null (bare `NaN` is not JSON); a result that is undefined reads back as None."
+    if isinstance(obj, float) and not math.isfinite(obj): return None
+    if isinstance(obj, dict): return {k: _finite_or_null(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)): return [_finite_or_null(v) for v in obj]
+    return obj
+
 def atomic_write_json(path, obj, indent=1) -> Path:
-    "Write `obj` as JSON to `path` atomically (keys kept in insertion order, non-ASCII kept readable)."
-    return atomic_write_text(path, json.dumps(obj, indent=indent, ensure_ascii=False, default=_json_default) + "\n")
+    """Write `obj` as JSON to `path` atomically (keys kept in insertion order, non-ASCII kept readable;
+    NaN and infinities written as null, so the file is standard JSON)."""
+    plain = _finite_or_null(jsonable(obj))
+    return atomic_write_text(path, json.dumps(plain, indent=indent, ensure_ascii=False, allow_nan=False) + "\n")
 
 def jsonable(obj):
     "`obj` as it reads back from JSON (tuples become lists, numpy values plain numbers): for comparing with a file."
@@ -49,12 +77,49 @@ def _json_default(o):
     if isinstance(o, Path): return str(o)
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
-def read_json(path):
-    "Read a JSON file; a malformed file raises an error that names it."
+# %% ../nbs/09_io.ipynb #f95451f3
+def read_text(path, missing: str = "file not found") -> str:
+    """The text of a regular file, UTF-8 (a byte-order mark is dropped). Anything else is a `DataError` naming the
+    file: missing (`missing` is the message), a folder, a pipe or device (never opened, so never a hang), a
+    symlink loop, no permission, or bytes that are not UTF-8."""
     from hybrid_replication.data import DataError
-    try: return json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError: raise DataError(path, problem="file not found") from None
-    except json.JSONDecodeError as e: raise DataError(path, record=f"line {e.lineno} column {e.colno}", problem=f"malformed JSON: {e.msg}") from None
+    path = Path(path)
+    try: mode = path.stat().st_mode
+    except FileNotFoundError: raise DataError(path, field="file", problem=missing) from None
+    except OSError as e: raise DataError(path, field="file", problem=f"cannot read: {e.strerror or e}") from None
+    if not stat.S_ISREG(mode):
+        kind = "a folder" if stat.S_ISDIR(mode) else "a pipe, socket or device"
+        raise DataError(path, field="file", problem=f"not a regular file ({kind})")
+    try: data = path.read_bytes()
+    except OSError as e: raise DataError(path, field="file", problem=f"cannot read: {e.strerror or e}") from None
+    try: return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e: raise DataError(path, f"byte {e.start}", "file", "not UTF-8 text") from None
+
+# %% ../nbs/09_io.ipynb #07d060da
+_ESCAPE_RUN = re.compile(r"(?:\\u[0-9a-fA-F]{4})+")
+
+def _lone_surrogate_line(text: str) -> int | None:
+    "The first line holding a \\u escape that decodes to half a surrogate pair."
+    for i, line in enumerate(text.splitlines(), 1):
+        for run in _ESCAPE_RUN.finditer(line):
+            if any(0xD800 <= ord(ch) <= 0xDFFF for ch in json.loads(f'"{run.group(0)}"')): return i
+    return None
+
+def parse_json(text: str, path="<string>"):
+    """JSON text as Python objects. Malformed JSON, nesting too deep to parse, and escaped lone surrogates
+    (text no UTF-8 file can hold) are a `DataError` naming `path` and the line."""
+    from hybrid_replication.data import DataError
+    try: obj = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise DataError(path, f"line {e.lineno} column {e.colno}", "file", f"malformed JSON: {e.msg}") from None
+    except RecursionError: raise DataError(path, field="file", problem="JSON nested too deeply to read") from None
+    if re.search(r"\\u[dD][89a-fA-F]", text) and (line := _lone_surrogate_line(text)):
+        raise DataError(path, f"line {line}", "file", "a \\u escape is half a surrogate pair, not a character")
+    return obj
+
+def read_json(path, missing: str = "file not found"):
+    "Read a JSON file (a regular UTF-8 file); any problem raises a `DataError` that names it."
+    return parse_json(read_text(path, missing), path)
 
 # %% ../nbs/09_io.ipynb #57628fd8
 def atomic_write_csv_gz(path, df, float_format: str = "%.6g") -> Path:
@@ -63,6 +128,34 @@ def atomic_write_csv_gz(path, df, float_format: str = "%.6g") -> Path:
     with atomic_path(path) as tmp, open(tmp, "wb") as f, gzip.GzipFile(filename="", mode="wb", fileobj=f, mtime=0) as gz:
         gz.write(df.to_csv(index=False, float_format=float_format).encode("utf-8"))
     return Path(path)
+
+# %% ../nbs/09_io.ipynb #ef1766d9
+def table_path(json_path, name: str) -> Path:
+    "Where table `name` of the result `json_path` lives: beside it, `{stem}.{name}.csv.gz`."
+    json_path = Path(json_path)
+    return json_path.with_name(f"{json_path.stem}.{name}.csv.gz")
+
+def write_result_set(json_path, doc: dict, tables: dict) -> Path:
+    """Write a result JSON and its tables (DataFrames, gzipped CSV beside it) as one unit. The tables are written
+    first and the JSON last, with each table's sha256 under `tables`: a table left by an interrupted write does not
+    match the JSON beside it, and `read_result_table` refuses it."""
+    import hashlib
+    digests = {}
+    for name, df in tables.items():
+        digests[name] = hashlib.sha256(atomic_write_csv_gz(table_path(json_path, name), df).read_bytes()).hexdigest()
+    return atomic_write_json(json_path, {**doc, "tables": digests})
+
+def read_result_table(json_path, name: str):
+    "Table `name` of a result written by `write_result_set`, checked against the sha256 its JSON recorded."
+    import hashlib, pandas as pd
+    from hybrid_replication.data import DataError
+    path, recorded = table_path(json_path, name), read_json(json_path).get("tables", {}).get(name)
+    try: raw = path.read_bytes()
+    except OSError: raise DataError(path, field="file", problem=f"missing: the table of {Path(json_path).name}") from None
+    if recorded and hashlib.sha256(raw).hexdigest() != recorded:
+        raise DataError(path, field="sha256", problem=f"does not match {Path(json_path).name} (a write was "
+                                                      "interrupted between the two files): re-run the command")
+    return pd.read_csv(path, compression="gzip")
 
 # %% ../nbs/09_io.ipynb #c5484472
 def cache_dir() -> Path:

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from .data import DataError, RetrievalSet
-from .io import atomic_path, atomic_write_csv_gz, atomic_write_json, atomic_write_text, provenance
+from .io import (atomic_path, atomic_write_csv_gz, atomic_write_json, atomic_write_text, provenance,
+                                   write_result_set)
 
 # %% auto #0
 __all__ = ['HashedNgramEncoder', 'LareqaIndex', 'candidate_texts', 'encode_texts', 'embedding_cache_dir', 'weights_fingerprint',
@@ -355,8 +356,7 @@ def evaluate_cli(argv=None) -> int:
                   max_query_length=a.max_query_length, max_passage_length=a.max_passage_length, batch_size=a.batch_size,
                   encoder_options=_model_options(enc), weights_fingerprint=fp, n_boot=a.n_boot)
     doc["provenance"] = provenance(config, a.seed, seconds=round(time.time() - t0, 1), command="hybrid-replication evaluate " + " ".join(argv if argv is not None else sys.argv[1:]))
-    atomic_write_json(out, doc)
-    atomic_write_csv_gz(out.with_suffix(".per_question.csv.gz"), pool_per_question(res))
+    write_result_set(out, doc, {"per_question": pool_per_question(res)})   # one unit: the JSON vouches for the table
     if a.plots:
         from hybrid_replication.plots import save_all
         save_all(res, a.plots, ci=doc["ci"], title=f"{a.model} on {rs.name}")

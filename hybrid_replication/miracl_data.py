@@ -6,7 +6,9 @@
 from __future__ import annotations
 import gzip, json, os
 from pathlib import Path
-from .data import DataError, lang_code, data_dir as _data_root, dataset_file, default_cache_dir, is_offline, WHAT_TO_SET
+from .data import (DataError, lang_code, data_dir as _data_root, dataset_file, default_cache_dir,
+                                     is_offline, WHAT_TO_SET)
+from .io import read_text
 
 # %% auto #0
 __all__ = ['MIRACL_PAPER_LANGS', 'MIRACL_SPLITS', 'MIRACL_TSV_SOURCE', 'MIRACL_CORPUS_REPO', 'load_topics', 'load_qrels',
@@ -29,8 +31,7 @@ def _tsv_path(kind: str, lang: str, split: str, data_dir=None) -> Path:
     return dataset_file("miracl-topics-qrels", name, data_dir, MIRACL_TSV_SOURCE.format(file=name))
 
 def _tsv_rows(path: Path, ncols: int):
-    try: text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e: raise DataError(path, f"byte {e.start}", "file", "not UTF-8 text") from None
+    text = read_text(path)   # a byte-order mark is dropped, not read into the first id
     for i, line in enumerate(text.splitlines(), 1):
         if not line.strip(): continue
         cols = line.split("\t")

@@ -10,6 +10,7 @@ from itertools import permutations
 from pathlib import Path
 from .data import (DataError, RetrievalSet, TrainPair, lang_code, data_dir as _data_root,
                                      WHAT_TO_SET, _field, _read_json)
+from .io import parse_json, read_text
 
 # %% auto #0
 __all__ = ['AFRIQA_LANGS', 'AFRIQA_PIVOT', 'MINTAKA_LANGS', 'NTREX_PREFERRED', 'lareqa_pairs', 'read_jsonl', 'afriqa_pairs',
@@ -65,13 +66,13 @@ def _afriqa_lang(l: str) -> str:
 def read_jsonl(path) -> list:
     "Rows of a JSON-lines file; a malformed line raises `DataError` naming the line."
     path = Path(path)
-    try: lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError: raise DataError(path, field="file", problem=f"file not found; {WHAT_TO_SET}") from None
+    lines = read_text(path, missing=f"file not found; {WHAT_TO_SET}").splitlines()
     rows = []
     for i, line in enumerate(lines, 1):
         if not line.strip(): continue
-        try: rows.append((i, json.loads(line)))
-        except json.JSONDecodeError as e: raise DataError(path, f"line {i}", "json", f"malformed JSON: {e.msg} (column {e.colno})") from None
+        try: rows.append((i, parse_json(line, path)))
+        except DataError as e:   # parse_json counts lines within `line`: name the file's line instead
+            raise DataError(path, f"line {i}", "json", e.problem) from None
     return rows
 
 def _afriqa_rows(path: Path):
@@ -173,7 +174,7 @@ def ntrex_languages(data_dir=None) -> dict[str, Path]:
     return {**out, **files}
 
 def _ntrex_lines(path: Path, n: int) -> list[str]:
-    lines = path.read_text(encoding="utf-8-sig").splitlines()
+    lines = read_text(path).splitlines()
     if len(lines) != n: raise DataError(path, f"line {min(len(lines), n) + 1}", "line count", f"{len(lines)} lines, expected {n} (one per line of DOCUMENT_IDS.tsv)")
     for i, s in enumerate(lines, 1):
         if not s.strip(): raise DataError(path, f"line {i}", "text", "empty string")
@@ -182,10 +183,8 @@ def _ntrex_lines(path: Path, n: int) -> list[str]:
 def _ntrex_document_ids(data_dir=None) -> list[str]:
     "The document id of each line of the NTREX-128 files (first column of `DOCUMENT_IDS.tsv`)."
     path = _data_root(data_dir) / "ntrex128" / "DOCUMENT_IDS.tsv"
-    try: text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise DataError(path, field="file", problem=f"file not found (the NTREX-128 release ships it beside NTREX-128/; "
-                                                    f"it says which document each line belongs to); {WHAT_TO_SET}") from None
+    text = read_text(path, missing="file not found (the NTREX-128 release ships it beside NTREX-128/; "
+                                   f"it says which document each line belongs to); {WHAT_TO_SET}")
     return [line.split("\t")[0].strip() for line in text.splitlines()]
 
 def ntrex_pairs(langs, data_dir=None, level: str = "sentence") -> list[TrainPair]:

@@ -13,18 +13,18 @@ import torch
 import yaml
 from tqdm.auto import tqdm
 
-from .io import atomic_path, atomic_write_json, atomic_write_text, provenance
+from .io import atomic_path, atomic_write_json, atomic_write_text, provenance, read_text
 from .data import DataError, TrainPair
 from .gradcache import grad_cache_backward
 from .encoder import transformer_layers
 from .distributed import DistInfo, init_distributed, mean_over_ranks, any_rank, gather_objects, barrier, cleanup_distributed
 
 # %% auto #0
-__all__ = ['RESUMABLE_FIELDS', 'PRESETS', 'yaml_value', 'TrainConfig', 'linear_schedule', 'warmup_steps', 'seed_everything',
-           'rng_state', 'set_rng_state', 'JsonlLog', 'EarlyStopping', 'build_encoder', 'freeze', 'source_pairs',
-           'validation_pairs', 'split_validation', 'training_data', 'pair_texts', 'MultiEmbed', 'make_optimizer',
-           'frozen_trunk', 'save_checkpoint', 'load_checkpoint', 'trainable_state', 'train_step', 'validation_loss',
-           'train', 'train_cli']
+__all__ = ['SAMPLER_KINDS', 'RESUMABLE_FIELDS', 'PRESETS', 'yaml_value', 'TrainConfig', 'linear_schedule', 'warmup_steps',
+           'seed_everything', 'rng_state', 'set_rng_state', 'JsonlLog', 'EarlyStopping', 'build_encoder', 'freeze',
+           'source_pairs', 'validation_pairs', 'split_validation', 'training_data', 'pair_texts', 'MultiEmbed',
+           'make_optimizer', 'frozen_trunk', 'save_checkpoint', 'load_checkpoint', 'trainable_state', 'NonFiniteLoss',
+           'train_step', 'validation_loss', 'train', 'train_cli']
 
 # %% ../nbs/13_train.ipynb #43f33bd5
 class _YamlLoader(yaml.SafeLoader):
@@ -36,6 +36,37 @@ _YamlLoader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"""^(?:
 def yaml_value(text: str):
     "Parse a YAML value or document the way configs are read (`3e-5` is a float)."
     return yaml.load(text, Loader=_YamlLoader)
+
+# %% ../nbs/13_train.ipynb #a857dfa7
+SAMPLER_KINDS = ("mono", "cross", "hybrid", "shuffled")
+_DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+_INT, _NOT_NEGATIVE_INT = dict(integer=True), dict(integer=True, low=0)
+# field: how its value is checked (`_check_number`); every number must also be finite
+_NUMBER_RULES = {
+    "max_query_length": dict(integer=True, low=1), "max_passage_length": dict(integer=True, low=1),
+    "dropout": dict(low=0, high=1, high_open=True, optional=True),
+    "freeze_layers": _NOT_NEGATIVE_INT, "trainable_layers": dict(integer=True, low=1, optional=True),
+    "val_fraction": dict(low=0, high=1, high_open=True), "alpha": dict(low=0, high=1),
+    "batch_size": dict(integer=True, low=2, why="in-batch negatives need at least 2"),
+    "hard_negatives": _NOT_NEGATIVE_INT, "temperature": dict(low=0, low_open=True, optional=True),
+    "lr": dict(low=0, low_open=True), "weight_decay": dict(low=0), "warmup_ratio": dict(low=0, high=1),
+    "warmup_steps": _NOT_NEGATIVE_INT, "max_steps": dict(integer=True, low=1, optional=True),
+    "epochs": dict(low=0, low_open=True), "max_grad_norm": dict(low=0, low_open=True, optional=True),
+    "grad_cache_chunk": _NOT_NEGATIVE_INT, "seed": _INT, "threads": dict(integer=True, low=1, optional=True),
+    "eval_every": _NOT_NEGATIVE_INT, "ckpt_every": _NOT_NEGATIVE_INT, "patience": _NOT_NEGATIVE_INT,
+    "log_every": dict(integer=True, low=1),
+}
+
+def _check_number(name: str, value, integer=False, low=None, high=None, low_open=False, high_open=False,
+                  optional=False, why=""):
+    "A config number of the right type, finite and in range; anything else is a ValueError naming the field."
+    if value is None and optional: return
+    def bad(problem): raise ValueError(f"TrainConfig field {name!r}: {value!r} {problem}{f' ({why})' if why else ''}")
+    if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
+        bad("is not an integer" if integer else "is not a number")
+    if not math.isfinite(value): bad("is not a finite number")
+    if low is not None and (value <= low if low_open else value < low): bad(f"must be {'>' if low_open else '>='} {low}")
+    if high is not None and (value >= high if high_open else value > high): bad(f"must be {'<' if high_open else '<='} {high}")
 
 # %% ../nbs/13_train.ipynb #531901ad
 # fields a resumed run may change; every other field must match the checkpoint
@@ -95,29 +126,21 @@ class TrainConfig:
     def __post_init__(self): self.validate()
 
     def validate(self):
+        for name, rule in _NUMBER_RULES.items(): _check_number(name, getattr(self, name), **rule)
         def bad(f, problem): raise ValueError(f"TrainConfig field {f!r}: {problem}")
-        for f in ("lr", "weight_decay", "warmup_ratio", "epochs", "alpha", "val_fraction"):
-            if isinstance(getattr(self, f), bool) or not isinstance(getattr(self, f), (int, float)): bad(f, f"{getattr(self, f)!r} is not a number")
-        for f in ("batch_size", "hard_negatives", "freeze_layers", "grad_cache_chunk", "warmup_steps", "eval_every", "ckpt_every", "patience", "seed"):
-            if isinstance(getattr(self, f), bool) or not isinstance(getattr(self, f), int): bad(f, f"{getattr(self, f)!r} is not an integer")
-        for f in ("hard_negatives", "freeze_layers", "grad_cache_chunk", "warmup_steps", "eval_every", "ckpt_every", "patience"):
-            if getattr(self, f) < 0: bad(f, "must be >= 0")
-        if self.sampler not in ("mono", "cross", "hybrid", "shuffled"): bad("sampler", f"{self.sampler!r} is not one of mono, cross, hybrid, shuffled")
-        if not 0 <= self.alpha <= 1: bad("alpha", f"{self.alpha} is outside [0, 1]")
-        if self.multi_source not in ("size", "round_robin"): bad("multi_source", f"{self.multi_source!r} is not 'size' or 'round_robin'")
-        if self.batch_size < 2: bad("batch_size", f"{self.batch_size!r}: in-batch negatives need at least 2")
-        if not self.sources or not all(isinstance(s, dict) and s.get("name") for s in self.sources): bad("sources", "needs a list of dicts, each with a 'name'")
-        if not 0 <= self.val_fraction < 1: bad("val_fraction", f"{self.val_fraction} is outside [0, 1)")
-        if self.temperature is not None and not (isinstance(self.temperature, (int, float)) and self.temperature > 0): bad("temperature", "must be a positive number or null")
-        if self.max_steps is not None and not (isinstance(self.max_steps, int) and self.max_steps >= 1): bad("max_steps", "must be a positive integer or null")
-        if self.max_grad_norm is not None and not (isinstance(self.max_grad_norm, (int, float)) and self.max_grad_norm > 0): bad("max_grad_norm", "must be a positive number or null")
-        if self.trainable_layers is not None:
-            if isinstance(self.trainable_layers, bool) or not isinstance(self.trainable_layers, int) or self.trainable_layers < 1:
-                bad("trainable_layers", f"{self.trainable_layers!r}: must be a positive integer or null")
-            if self.freeze_layers: bad("trainable_layers", "give trainable_layers or freeze_layers, not both")
+        if self.sampler not in SAMPLER_KINDS: bad("sampler", f"{self.sampler!r} is not one of {', '.join(SAMPLER_KINDS)}")
+        if self.multi_source not in ("size", "round_robin"):
+            bad("multi_source", f"{self.multi_source!r} is not 'size' or 'round_robin'")
+        if not isinstance(self.device, str) or not _DEVICE.fullmatch(self.device):
+            bad("device", f"{self.device!r} is not auto, cpu, cuda, cuda:N or mps")
+        if not self.sources or not all(isinstance(s, dict) and s.get("name") for s in self.sources):
+            bad("sources", "needs a list of dicts, each with a 'name'")
+        if self.trainable_layers is not None and self.freeze_layers:
+            bad("trainable_layers", "give trainable_layers or freeze_layers, not both")
         if self.patience and not self.eval_every: bad("patience", "early stopping needs eval_every > 0")
         if self.val_fraction and self.val_source: bad("val_source", "give val_source or val_fraction, not both")
-        if self.eval_every and not (self.val_fraction or self.val_source): bad("eval_every", "needs a validation set: val_fraction > 0 or val_source")
+        if self.eval_every and not (self.val_fraction or self.val_source):
+            bad("eval_every", "needs a validation set: val_fraction > 0 or val_source")
 
     def to_dict(self) -> dict: return asdict(self)
 
@@ -128,7 +151,9 @@ class TrainConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown: raise ValueError(f"{where}: unknown TrainConfig field(s) {unknown}")
-        return cls(**{**base, **d})
+        try: return cls(**{**base, **d})
+        except ValueError as e:
+            raise (DataError(where, problem=str(e)) if where != "config" else e) from None
 
     def save(self, path) -> Path:
         "Write as YAML (.yaml/.yml) or JSON (anything else), atomically."
@@ -143,8 +168,7 @@ class TrainConfig:
     @classmethod
     def load(cls, path) -> "TrainConfig":
         path = Path(path)
-        if not path.exists(): raise DataError(path, problem="config file not found")
-        text = path.read_text(encoding="utf-8")
+        text = read_text(path, missing="config file not found")
         try: d = yaml_value(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
         except Exception as e: raise DataError(path, problem=f"not valid {'YAML' if path.suffix in ('.yaml', '.yml') else 'JSON'}: {e}") from None
         if not isinstance(d, dict): raise DataError(path, problem="a config must be a mapping of field: value")
@@ -427,6 +451,10 @@ def _batch_record(batch, pairs: list[TrainPair]) -> dict:
             "query_langs": sorted({p.query_lang for p in pairs}), "passage_langs": sorted({p.passage_lang for p in pairs}),
             "mono_items": sum(p.is_mono for p in pairs)}
 
+# %% ../nbs/13_train.ipynb #c81e22e7
+class NonFiniteLoss(ValueError):
+    "A training step whose loss or gradient is NaN or infinite; raised before the optimizer changes any weight."
+
 # %% ../nbs/13_train.ipynb #028b59ca
 def train_step(model, encoder, batch: list[TrainPair], cfg: TrainConfig, loss_fn, optimizer, scheduler=None, no_sync=None,
                featurize=None):
@@ -441,11 +469,19 @@ def train_step(model, encoder, batch: list[TrainPair], cfg: TrainConfig, loss_fn
     else:
         loss = loss_fn(*model(*groups)); loss.backward()
     trainable = [x for x in encoder.parameters() if x.requires_grad]
-    gnorm = torch.nn.utils.clip_grad_norm_(trainable, cfg.max_grad_norm).item() if cfg.max_grad_norm else None
+    # the norm before clipping (max_norm inf: measured, not clipped); non-finite stops before the weights change
+    total_norm = torch.nn.utils.clip_grad_norm_(trainable, cfg.max_grad_norm or math.inf).item()
+    gnorm = total_norm if cfg.max_grad_norm else None
     lr = optimizer.param_groups[0]["lr"]
-    optimizer.step(); optimizer.zero_grad(set_to_none=True)
+    loss_value = float(loss.detach())
+    if not (math.isfinite(loss_value) and math.isfinite(total_norm)):
+        optimizer.zero_grad(set_to_none=True)
+        raise NonFiniteLoss(f"loss {loss_value:.4g}, gradient norm {total_norm:.4g} at lr {lr:.3g}: "
+                            "not finite, the weights were not updated")
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
     if scheduler is not None: scheduler.step()
-    return float(loss.detach()), gnorm, lr
+    return loss_value, gnorm, lr
 
 # %% ../nbs/13_train.ipynb #3c346517
 def validation_loss(encoder, pairs: list[TrainPair], cfg: TrainConfig, loss_fn, featurize=None) -> float:
@@ -467,6 +503,14 @@ def validation_loss(encoder, pairs: list[TrainPair], cfg: TrainConfig, loss_fn, 
     return total / n
 
 # %% ../nbs/13_train.ipynb #073601d2
+def _warn_thread_change(saved_threads: int | None, path):
+    "A resumed run on another thread count is correct but not bit-identical to an unbroken run (sums reorder): say so."
+    now = torch.get_num_threads()
+    if saved_threads and saved_threads != now:
+        print(f"warning: {path} was written with {saved_threads} torch threads, this run has {now}: the result is "
+              "valid but not bit-identical to an uninterrupted run (differences near 1e-8); set `threads` to match",
+              file=sys.stderr)
+
 def _check_resumable(saved: dict, cfg: TrainConfig, path):
     diff = sorted(k for k, v in cfg.to_dict().items() if k not in RESUMABLE_FIELDS and saved.get(k) != v)
     if diff: raise ValueError(f"{path}: cannot resume, the config differs from the checkpoint's in {diff} "
@@ -485,7 +529,9 @@ def train(config, resume: bool = False, progress: bool = True, stop_at_step: int
     saved = load_checkpoint(ckpt_path) if resume and ckpt_path.exists() else None
     if ckpt_path.exists() and not resume:
         raise ValueError(f"{out} already holds a run (checkpoint.pt): resume it (--resume) or choose another output_dir")
-    if saved is not None: _check_resumable(saved["config"], cfg, ckpt_path)
+    if saved is not None:
+        _check_resumable(saved["config"], cfg, ckpt_path)
+        _warn_thread_change(saved.get("torch_threads"), ckpt_path)
     seed_everything(cfg.seed + info.rank)   # ranks draw different dropout masks, like different data
 
     # data
@@ -536,7 +582,8 @@ def train(config, resume: bool = False, progress: bool = True, stop_at_step: int
         if info.is_main:
             save_checkpoint(ckpt_path, {"step": step, "elapsed": elapsed0 + time.perf_counter() - t_start,
                 "model": trainable_state(encoder), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "sampler": sampler.state_dict(), "early_stopping": early.state_dict(), "rng": rngs, "config": cfg.to_dict()})
+                "sampler": sampler.state_dict(), "early_stopping": early.state_dict(), "rng": rngs, "config": cfg.to_dict(),
+                "torch_threads": torch.get_num_threads()})
         barrier()
 
     def evaluate():
@@ -560,8 +607,12 @@ def train(config, resume: bool = False, progress: bool = True, stop_at_step: int
             except StopIteration: it = iter(sampler); local = next(it)
             batch_pairs = [pairs[i] for i in local]
             t0 = time.perf_counter()
-            loss_v, gnorm, lr = train_step(model, encoder, batch_pairs, cfg, loss_fn, optimizer, scheduler, no_sync,
-                                          featurize)
+            try: loss_v, gnorm, lr = train_step(model, encoder, batch_pairs, cfg, loss_fn, optimizer, scheduler,
+                                                no_sync, featurize)
+            except NonFiniteLoss as e:
+                kept = f"the checkpoint of step {last_saved} is kept" if last_saved >= 0 else "no checkpoint was written"
+                raise NonFiniteLoss(f"{out}: step {step + 1}: {e}; {kept} and no model was saved "
+                                    "(lower lr, set max_grad_norm, or check the data)") from None
             step += 1
             loss_v = mean_over_ranks(loss_v)   # with gathered negatives, the mean over ranks is the global batch's loss
             dt = time.perf_counter() - t0
@@ -586,6 +637,7 @@ def train(config, resume: bool = False, progress: bool = True, stop_at_step: int
     recs = JsonlLog.read(out / "log.jsonl") if info.is_main else []
     steps = [r for r in recs if "loss" in r]
     summary = {"steps": step, "total_steps": total, "stopped": stopped, "finished": finished,
+               **({"signal": sig.signum} if stopped == "signal" else {}),
                "world_size": info.world_size, "params": counts,
                "frozen_trunk": None if trunk is None else
                    {"n_frozen": trunk.n_frozen, "texts_computed": trunk.computed}, "train_pairs": len(pairs), "pairs_dropped_for_hard_negatives": dropped, "val_pairs": len(val),
@@ -618,7 +670,7 @@ def train_cli(argv=None) -> int:
     if a.print_config: print(yaml.safe_dump(cfg.to_dict(), sort_keys=False, allow_unicode=True)); return 0
     s = train(cfg, resume=a.resume, progress=not a.no_progress)
     if int(os.environ.get("RANK", "0")) == 0: print(json.dumps(s))
-    return 130 if s["stopped"] == "signal" else 0
+    return 128 + s["signal"] if s["stopped"] == "signal" else 0   # 130 after SIGINT, 143 after SIGTERM
 
 # %% ../nbs/13_train.ipynb #c6a84c8e
 if __name__ == "__main__" and "__file__" in globals():   # `python -m hybrid_replication.train`, not the notebook

@@ -480,6 +480,9 @@ def hub_reachable(timeout: float = 2.0) -> bool:
 
 def load_encoder(name="multilingual-e5-small", **kw) -> Encoder:
     "An `Encoder` by folder, hub name or alias; multilingual-e5-small falls back to the offline rebuild."
+    if (Path(name).expanduser() / "pruned_encoder.json").is_file():   # a `prune.save_pruned` folder
+        from hybrid_replication.prune import load_pruned
+        return load_pruned(Path(name).expanduser(), **kw)
     if Path(name).expanduser().is_dir(): return Encoder.from_pretrained(name, **kw)
     hub = ALIASES.get(name, name)
     try: return Encoder.from_pretrained(hub, local_files_only=True, **kw)   # already in the HF cache

@@ -112,6 +112,7 @@ class TrainConfig:
     epochs: float = 1.0
     max_grad_norm: float | None = 1.0
     grad_cache_chunk: int = 0              # > 0: gradient caching with chunks of this many texts
+    precision: str = "fp32"                # "bf16": training forward passes under bf16 autocast (GPUs); "fp32"
     # run
     seed: int = 0
     threads: int | None = None
@@ -129,6 +130,7 @@ class TrainConfig:
         for name, rule in _NUMBER_RULES.items(): _check_number(name, getattr(self, name), **rule)
         def bad(f, problem): raise ValueError(f"TrainConfig field {f!r}: {problem}")
         if self.sampler not in SAMPLER_KINDS: bad("sampler", f"{self.sampler!r} is not one of {', '.join(SAMPLER_KINDS)}")
+        if self.precision not in ("fp32", "bf16"): bad("precision", f"{self.precision!r} is not fp32 or bf16")
         if self.multi_source not in ("size", "round_robin"):
             bad("multi_source", f"{self.multi_source!r} is not 'size' or 'round_robin'")
         if not isinstance(self.device, str) or not _DEVICE.fullmatch(self.device):
@@ -457,17 +459,23 @@ class NonFiniteLoss(ValueError):
 
 # %% ../nbs/13_train.ipynb #028b59ca
 def train_step(model, encoder, batch: list[TrainPair], cfg: TrainConfig, loss_fn, optimizer, scheduler=None, no_sync=None,
-               featurize=None):
+               featurize=None, stats: dict | None = None):
     """One optimisation step on `batch` (this rank's pairs): tokenise, embed (plainly or with gradient caching),
     loss, backward, clip, AdamW, schedule. `model` is `MultiEmbed(encoder)` (DDP-wrapped under torchrun).
     `featurize(texts, kind)` makes the model inputs: `encoder.tokenize` by default, `FrozenTrunk.features`
-    on the frozen-trunk path. Returns (loss, gradient norm before clipping, learning rate used)."""
+    on the frozen-trunk path. `precision="bf16"` runs the forward passes under bf16 autocast. `stats`, a dict,
+    receives the step's count of real (unpadded) tokens. Returns (loss, gradient norm before clipping, learning rate)."""
     featurize = featurize or encoder.tokenize
     q, p, h = pair_texts(batch, cfg.hard_negatives)
     groups = [featurize(q, "query"), featurize(p, "passage"), None if h is None else featurize(h, "passage")]
-    if cfg.grad_cache_chunk: loss = grad_cache_backward(lambda f: model(f)[0], groups, loss_fn, cfg.grad_cache_chunk, no_sync)
-    else:
-        loss = loss_fn(*model(*groups)); loss.backward()
+    if stats is not None: stats["tokens"] = sum(int(g["attention_mask"].sum()) for g in groups if g is not None)
+    autocast = torch.autocast(encoder.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
+    with autocast:
+        if cfg.grad_cache_chunk:
+            loss = grad_cache_backward(lambda f: model(f)[0], groups, loss_fn, cfg.grad_cache_chunk, no_sync)
+        else:
+            loss = loss_fn(*model(*groups))
+            loss.backward()
     trainable = [x for x in encoder.parameters() if x.requires_grad]
     # the norm before clipping (max_norm inf: measured, not clipped); non-finite stops before the weights change
     total_norm = torch.nn.utils.clip_grad_norm_(trainable, cfg.max_grad_norm or math.inf).item()
@@ -512,7 +520,8 @@ def _warn_thread_change(saved_threads: int | None, path):
               file=sys.stderr)
 
 def _check_resumable(saved: dict, cfg: TrainConfig, path):
-    diff = sorted(k for k, v in cfg.to_dict().items() if k not in RESUMABLE_FIELDS and saved.get(k) != v)
+    defaults = TrainConfig().to_dict()   # a field added after the checkpoint was written has its default there
+    diff = sorted(k for k, v in cfg.to_dict().items() if k not in RESUMABLE_FIELDS and saved.get(k, defaults[k]) != v)
     if diff: raise ValueError(f"{path}: cannot resume, the config differs from the checkpoint's in {diff} "
                               f"(only {sorted(RESUMABLE_FIELDS)} may change)")
 
@@ -607,8 +616,9 @@ def train(config, resume: bool = False, progress: bool = True, stop_at_step: int
             except StopIteration: it = iter(sampler); local = next(it)
             batch_pairs = [pairs[i] for i in local]
             t0 = time.perf_counter()
+            step_stats = {}
             try: loss_v, gnorm, lr = train_step(model, encoder, batch_pairs, cfg, loss_fn, optimizer, scheduler,
-                                                no_sync, featurize)
+                                                no_sync, featurize, step_stats)
             except NonFiniteLoss as e:
                 kept = f"the checkpoint of step {last_saved} is kept" if last_saved >= 0 else "no checkpoint was written"
                 raise NonFiniteLoss(f"{out}: step {step + 1}: {e}; {kept} and no model was saved "
@@ -620,6 +630,7 @@ def train(config, resume: bool = False, progress: bool = True, stop_at_step: int
             if step % cfg.log_every == 0 or step == total:
                 log.write(step=step, epoch=sampler.epoch, loss=loss_v, lr=lr, grad_norm=gnorm,
                           **_batch_record(sampler.last_batch, batch_pairs), step_time=round(dt, 4),
+                          tokens=step_stats.get("tokens"),
                           elapsed=round(elapsed0 + time.perf_counter() - t_start, 3))
             pbar.update(1); pbar.set_postfix(loss=f"{running:.4f}", lr=f"{lr:.2e}")
             if cfg.eval_every and step % cfg.eval_every == 0: evaluate(); last_eval = step
@@ -674,4 +685,5 @@ def train_cli(argv=None) -> int:
 
 # %% ../nbs/13_train.ipynb #c6a84c8e
 if __name__ == "__main__" and "__file__" in globals():   # `python -m hybrid_replication.train`, not the notebook
-    sys.exit(train_cli())
+    from hybrid_replication.cli import run_command   # the command line's error and exit-code contract
+    sys.exit(run_command("train", train_cli, sys.argv[1:]))

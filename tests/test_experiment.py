@@ -10,6 +10,7 @@ import hybrid_replication.experiment as E
 from hybrid_replication.experiment import Grid, load_cells, run_grid
 
 EXE = Path(sys.executable).with_name("hybrid-replication")
+ROOT = Path(__file__).resolve().parents[1]
 GRID = """
 name: test-grid
 base: {model: tiny, batch_size: 8, lr: 1.0e-3, warmup_steps: 1, max_steps: %d, threads: 1,
@@ -99,3 +100,11 @@ def test_bad_grid_files_are_one_line_errors(tmp_path, text, problem):
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 2, err
     assert len(err.strip().splitlines()) == 1 and str(path) in err and problem in err, err
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs" / "grids").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_committed_grid_file_is_valid(path):
+    "Every grid file loads and every cell's config validates (the GPU and hub grids too, though not run here)."
+    from hybrid_replication.experiment import Grid
+    grid = Grid.load(path)
+    assert grid.cells() and all(grid.config(values) for values in grid.cells())

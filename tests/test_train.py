@@ -1,5 +1,5 @@
 "Training loop end to end: the command line with SIGINT and resume, bit-exact resume with gradient caching and hard negatives, early stopping, config round trips."
-import json, os, signal, subprocess, sys, time
+import json, math, os, signal, subprocess, sys, time
 from pathlib import Path
 
 import pytest
@@ -173,3 +173,12 @@ def test_saved_model_records_its_prefixes_and_lengths(tmp_path):
         {"query_prefix": "query: ", "passage_prefix": "passage: ", "max_query_length": 24, "max_passage_length": 80}
     back = Encoder.from_pretrained(tmp_path / "final")
     assert (back.query_prefix, back.passage_prefix, back.max_query_length, back.max_passage_length) == ("query: ", "passage: ", 24, 80)
+
+
+def test_bf16_autocast_trains_and_counts_tokens(tmp_path):
+    "precision: bf16 (the GPU setting) runs on the CPU too; every step logs its real token count."
+    s = train(TrainConfig(**TINY, max_steps=2, precision="bf16", output_dir=str(tmp_path)), progress=False)
+    recs = [r for r in JsonlLog.read(tmp_path / "log.jsonl") if "loss" in r]
+    assert s["finished"] and all(math.isfinite(r["loss"]) and r["tokens"] > 16 for r in recs)
+    with pytest.raises(ValueError, match="'precision'"):
+        TrainConfig(**TINY, precision="fp8")

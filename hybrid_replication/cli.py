@@ -194,7 +194,8 @@ def _summary(data_dir=None) -> int:
     return 0
 
 # the grids a CPU machine runs (the pilot first); the XLM-R, LaBSE and gpu-e5 grids need the hub or a GPU
-CPU_GRIDS = ("configs/grids/pilot-mlqa.yaml", "configs/grids/mlqa-to-xquad.yaml", "configs/grids/xquad-to-mlqa.yaml")
+CPU_GRIDS = ("configs/grids/pilot-mlqa.yaml", "configs/grids/mlqa-to-xquad.yaml", "configs/grids/xquad-to-mlqa.yaml",
+             "configs/grids/alpha-mlqa-to-xquad.yaml", "configs/grids/alpha-xquad-to-mlqa.yaml")
 
 def _full() -> int:
     "Every CPU grid, resumed where it stopped, then the notebooks from the results."

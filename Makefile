@@ -32,8 +32,10 @@ test: setup
 	$(BIN)/nbdev_test --n_workers 2
 	$(BIN)/pytest -q tests
 
-# The two checks nbdev's own CI applies: notebooks clean, library in sync with them.
+# The two checks nbdev's own CI applies: notebooks clean, library in sync with them; and code formatted
+# (ruff format, line length 115: pyproject.toml).
 lint: setup
+	$(BIN)/ruff format --check nbs tests benchmarks device
 	$(BIN)/nbdev_clean
 	$(BIN)/nbdev_export
 	@git diff --exit-code --stat -- nbs hybrid_replication || (echo 'notebooks not clean or library out of sync: run nbdev_clean && nbdev_export and commit' && exit 1)

@@ -9,6 +9,7 @@ Sentence-Transformers folder and loaded with `SentenceTransformer(path)`; both r
 the same prefix (ST applies it as the "document"/"query" prompt). Rows: texts/s from the median time of
 `--repeat` alternating runs after a warm-up, and the ratio ours/theirs (> 1: ours is faster);
 the last column is the largest difference between the two sets of embeddings."""
+
 import argparse, os, random, statistics, sys, tempfile, time, warnings
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import torch
 
 def texts_from_xquad_r(n, seed=0):
     from hybrid_replication.data import load_lareqa
+
     rs = load_lareqa("xquad-r")
     rng = random.Random(seed)
     qs = rng.sample([q.text for q in rs.questions], n // 2)
@@ -53,19 +55,28 @@ def main(argv=None):
         side = "query" if prompt == "query" else "passage"
         ours = lambda: enc.encode(texts, kind=side, batch_size=a.batch_size, show_progress=False)
         theirs = lambda: st.encode(texts, prompt_name=prompt, batch_size=a.batch_size, show_progress_bar=False)
-        ours(); theirs()   # warm-up (allocator, tokenizer caches)
+        ours()
+        theirs()  # warm-up (allocator, tokenizer caches)
         to, tt = [], []
-        for _ in range(a.repeat):   # alternate, so that load from other processes hits both alike
-            t0 = time.perf_counter(); eo = ours(); to.append(time.perf_counter() - t0)
-            t0 = time.perf_counter(); et = theirs(); tt.append(time.perf_counter() - t0)
+        for _ in range(a.repeat):  # alternate, so that load from other processes hits both alike
+            t0 = time.perf_counter()
+            eo = ours()
+            to.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            et = theirs()
+            tt.append(time.perf_counter() - t0)
         diff = float(np.abs(eo - et).max())
         mo, mt = statistics.median(to), statistics.median(tt)
         rows.append((kind, len(texts), len(texts) / mo, len(texts) / mt, mt / mo, diff))
-        tot[0] += len(texts); tot[1] += mo; tot[2] += mt
+        tot[0] += len(texts)
+        tot[1] += mo
+        tot[2] += mt
     rows.append(("all", tot[0], tot[0] / tot[1], tot[0] / tot[2], tot[2] / tot[1], max(r[5] for r in rows)))
 
-    print(f"model: {enc.name}  texts: XQuAD-R, {a.n} (tokens incl. prefix: mean {np.mean(tok_lens):.1f}, "
-          f"max {max(tok_lens)})  batch {a.batch_size}  max length {a.max_length}  threads {a.threads}  torch {torch.__version__}")
+    print(
+        f"model: {enc.name}  texts: XQuAD-R, {a.n} (tokens incl. prefix: mean {np.mean(tok_lens):.1f}, "
+        f"max {max(tok_lens)})  batch {a.batch_size}  max length {a.max_length}  threads {a.threads}  torch {torch.__version__}"
+    )
     print(f"{'texts':<10} {'n':>5} {'ours/s':>9} {'ST/s':>9} {'ours/ST':>8} {'max|diff|':>10}")
     for kind, n, o, t, r, diff in rows:
         print(f"{kind:<10} {n:>5} {o:>9.1f} {t:>9.1f} {r:>8.2f} {diff:>10.1e}")

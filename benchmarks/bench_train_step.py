@@ -13,6 +13,7 @@ The roofline: a fp32 `torch.mm` of 2048x2048 gives this CPU's attainable GFLOP/s
 
     HYBRID_DATA=/work/shared/data .venv/bin/python benchmarks/bench_train_step.py [--batch 16] [--steps 3] [--threads 2]
 """
+
 import argparse, json, statistics, tempfile, time
 from pathlib import Path
 
@@ -24,8 +25,10 @@ def matmul_gflops(n=2048, reps=5):
     torch.mm(a, b)
     ts = []
     for _ in range(reps):
-        t = time.perf_counter(); torch.mm(a, b); ts.append(time.perf_counter() - t)
-    return 2 * n ** 3 / min(ts) / 1e9
+        t = time.perf_counter()
+        torch.mm(a, b)
+        ts.append(time.perf_counter() - t)
+    return 2 * n**3 / min(ts) / 1e9
 
 
 def step_flops(encoder, feats):
@@ -41,66 +44,125 @@ def step_flops(encoder, feats):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(); ap.add_argument("--batch", type=int, default=16); ap.add_argument("--steps", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=2); ap.add_argument("--json", help="also write the numbers here")
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json", help="also write the numbers here")
     a = ap.parse_args(argv)
-    torch.set_num_threads(a.threads); torch.manual_seed(0)
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
-    from hybrid_replication.train import TrainConfig, MultiEmbed, build_encoder, freeze, make_optimizer, train_step, source_pairs
+    from hybrid_replication.train import (
+        TrainConfig,
+        MultiEmbed,
+        build_encoder,
+        freeze,
+        make_optimizer,
+        train_step,
+        source_pairs,
+    )
     from hybrid_replication.sampling import make_sampler
     from hybrid_replication.loss import info_nce
 
     cfg = TrainConfig.preset("cpu", model="multilingual-e5-small", batch_size=a.batch)
-    ours = build_encoder(cfg); freeze(ours, word_embeddings=True); ours.train()
+    ours = build_encoder(cfg)
+    freeze(ours, word_embeddings=True)
+    ours.train()
     with tempfile.TemporaryDirectory() as d:
-        ours.save(d); st = SentenceTransformer(d, device="cpu")
+        ours.save(d)
+        st = SentenceTransformer(d, device="cpu")
     st.train()
     st[0].auto_model.get_input_embeddings().requires_grad_(False)
     scale = 1.0 if cfg.temperature is None else 1.0 / cfg.temperature
     mnrl = MultipleNegativesRankingLoss(st, scale=scale)
-    st_opt = torch.optim.AdamW([p for p in st.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay)
-    opt = make_optimizer(ours, cfg); model = MultiEmbed(ours)
+    st_opt = torch.optim.AdamW(
+        [p for p in st.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay
+    )
+    opt = make_optimizer(ours, cfg)
+    model = MultiEmbed(ours)
     loss_fn = lambda q, p, h: info_nce(q, p, h, temperature=cfg.temperature)
 
     pairs = source_pairs({"name": "mlqa-r"})
-    sampler = make_sampler("hybrid", [p.__class__(**{**p.__dict__, "hard_negatives": ()}) for p in pairs], a.batch, seed=0)
+    sampler = make_sampler(
+        "hybrid", [p.__class__(**{**p.__dict__, "hard_negatives": ()}) for p in pairs], a.batch, seed=0
+    )
     batches = [[pairs[i] for i in b] for b, _ in zip(sampler, range(a.steps + 1))]
 
     def st_step(batch):
-        q = [cfg.query_prefix + p.query.strip() for p in batch]; ps = [cfg.passage_prefix + p.passage.strip() for p in batch]
-        st.max_seq_length = cfg.max_query_length; fq = st.tokenize(q)
-        st.max_seq_length = cfg.max_passage_length; fp = st.tokenize(ps)
-        loss = mnrl([fq, fp], None); loss.backward()
+        q = [cfg.query_prefix + p.query.strip() for p in batch]
+        ps = [cfg.passage_prefix + p.passage.strip() for p in batch]
+        st.max_seq_length = cfg.max_query_length
+        fq = st.tokenize(q)
+        st.max_seq_length = cfg.max_passage_length
+        fp = st.tokenize(ps)
+        loss = mnrl([fq, fp], None)
+        loss.backward()
         torch.nn.utils.clip_grad_norm_([p for p in st.parameters() if p.requires_grad], cfg.max_grad_norm)
-        st_opt.step(); st_opt.zero_grad(set_to_none=True)
+        st_opt.step()
+        st_opt.zero_grad(set_to_none=True)
         return loss.item(), (fq, fp)
 
     # same inputs: the token counts of both tokenisations agree
-    fq_o = ours.tokenize([p.query for p in batches[0]], "query"); fp_o = ours.tokenize([p.passage for p in batches[0]], "passage")
+    fq_o = ours.tokenize([p.query for p in batches[0]], "query")
+    fp_o = ours.tokenize([p.passage for p in batches[0]], "passage")
     _, (fq_s, fp_s) = st_step(batches[0])
-    same_tokens = (fq_o["attention_mask"].sum().item(), fp_o["attention_mask"].sum().item()) == (fq_s["attention_mask"].sum().item(), fp_s["attention_mask"].sum().item())
-    train_step(model, ours, batches[0], cfg, loss_fn, opt)   # warm-up for ours (theirs warmed above)
+    same_tokens = (fq_o["attention_mask"].sum().item(), fp_o["attention_mask"].sum().item()) == (
+        fq_s["attention_mask"].sum().item(),
+        fp_s["attention_mask"].sum().item(),
+    )
+    train_step(model, ours, batches[0], cfg, loss_fn, opt)  # warm-up for ours (theirs warmed above)
 
     t_ours, t_theirs, l_ours, l_theirs, flops = [], [], [], [], []
     for b in batches[1:]:
-        t = time.perf_counter(); lo, _, _ = train_step(model, ours, b, cfg, loss_fn, opt); t_ours.append(time.perf_counter() - t)
-        t = time.perf_counter(); lt, _ = st_step(b); t_theirs.append(time.perf_counter() - t)
-        l_ours.append(lo); l_theirs.append(lt)
-        flops.append(step_flops(ours, [ours.tokenize([p.query for p in b], "query"), ours.tokenize([p.passage for p in b], "passage")]))
+        t = time.perf_counter()
+        lo, _, _ = train_step(model, ours, b, cfg, loss_fn, opt)
+        t_ours.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        lt, _ = st_step(b)
+        t_theirs.append(time.perf_counter() - t)
+        l_ours.append(lo)
+        l_theirs.append(lt)
+        flops.append(
+            step_flops(
+                ours,
+                [ours.tokenize([p.query for p in b], "query"), ours.tokenize([p.passage for p in b], "passage")],
+            )
+        )
     gf = matmul_gflops()
     mo, mt = statistics.median(t_ours), statistics.median(t_theirs)
     ideal = statistics.median(flops) / (gf * 1e9)
     rows = [("ours (train_step)", mo, ideal / mo), ("sentence-transformers MNRL", mt, ideal / mt)]
-    print(f"batch {a.batch}, {a.steps} timed steps each (medians), {a.threads} threads, lengths {cfg.max_query_length}/{cfg.max_passage_length}, "
-          f"word embeddings frozen; same token counts: {same_tokens}")
-    print(f"matmul rate {gf:.1f} GFLOP/s (fp32 2048^3); step FLOPs {statistics.median(flops) / 1e9:.1f} GFLOP -> ideal {ideal:.3f} s")
+    print(
+        f"batch {a.batch}, {a.steps} timed steps each (medians), {a.threads} threads, lengths {cfg.max_query_length}/{cfg.max_passage_length}, "
+        f"word embeddings frozen; same token counts: {same_tokens}"
+    )
+    print(
+        f"matmul rate {gf:.1f} GFLOP/s (fp32 2048^3); step FLOPs {statistics.median(flops) / 1e9:.1f} GFLOP -> ideal {ideal:.3f} s"
+    )
     print("| implementation | s/step | fraction of matmul roofline |\n|---|---|---|")
-    for name, t, frac in rows: print(f"| {name} | {t:.3f} | {frac:.2f} |")
-    print(f"ratio ours/theirs: {mo / mt:.3f}  (losses, first timed step: ours {l_ours[0]:.4f}, theirs {l_theirs[0]:.4f})")
-    res = dict(batch=a.batch, steps=a.steps, threads=a.threads, ours_s=mo, theirs_s=mt, ratio=mo / mt, gflops=gf,
-               step_gflop=statistics.median(flops) / 1e9, ideal_s=ideal, ours_all=t_ours, theirs_all=t_theirs, same_tokens=same_tokens)
-    if a.json: Path(a.json).write_text(json.dumps(res, indent=1))
+    for name, t, frac in rows:
+        print(f"| {name} | {t:.3f} | {frac:.2f} |")
+    print(
+        f"ratio ours/theirs: {mo / mt:.3f}  (losses, first timed step: ours {l_ours[0]:.4f}, theirs {l_theirs[0]:.4f})"
+    )
+    res = dict(
+        batch=a.batch,
+        steps=a.steps,
+        threads=a.threads,
+        ours_s=mo,
+        theirs_s=mt,
+        ratio=mo / mt,
+        gflops=gf,
+        step_gflop=statistics.median(flops) / 1e9,
+        ideal_s=ideal,
+        ours_all=t_ours,
+        theirs_all=t_theirs,
+        same_tokens=same_tokens,
+    )
+    if a.json:
+        Path(a.json).write_text(json.dumps(res, indent=1))
     return res
 
 

@@ -11,6 +11,7 @@ caching is reported per 1,000 texts.
 
     HYBRID_DATA=../shared/data .venv/bin/python benchmarks/bench_trunk.py [--batch 32] [--steps 3] [--threads 2]
 """
+
 import argparse, json, statistics, tempfile, time
 from pathlib import Path
 
@@ -33,19 +34,35 @@ def main(argv=None):
     from hybrid_replication.lareqa_eval import candidate_texts
     from hybrid_replication.loss import info_nce
     from hybrid_replication.sampling import make_sampler
-    from hybrid_replication.train import (MultiEmbed, TrainConfig, build_encoder, freeze, frozen_trunk, make_optimizer,
-                                          source_pairs, train_step)
+    from hybrid_replication.train import (
+        MultiEmbed,
+        TrainConfig,
+        build_encoder,
+        freeze,
+        frozen_trunk,
+        make_optimizer,
+        source_pairs,
+        train_step,
+    )
 
-    base = TrainConfig.preset("cpu", model="multilingual-e5-small", batch_size=a.batch, query_prefix="query: ",
-                              passage_prefix="passage: ", temperature=0.05)
+    base = TrainConfig.preset(
+        "cpu",
+        model="multilingual-e5-small",
+        batch_size=a.batch,
+        query_prefix="query: ",
+        passage_prefix="passage: ",
+        temperature=0.05,
+    )
     pairs = source_pairs({"name": "mlqa-r"})
-    sampler = make_sampler("hybrid", [p.__class__(**{**p.__dict__, "hard_negatives": ()}) for p in pairs], a.batch, seed=0)
+    sampler = make_sampler(
+        "hybrid", [p.__class__(**{**p.__dict__, "hard_negatives": ()}) for p in pairs], a.batch, seed=0
+    )
     batches = [[pairs[i] for i in b] for b, _ in zip(sampler, range(a.steps + 1))]
     xquad = load_lareqa("xquad-r")
-    questions = [q.text for q in xquad.questions][:a.eval_texts]
-    candidates = candidate_texts(xquad)[:a.eval_texts]
+    questions = [q.text for q in xquad.questions][: a.eval_texts]
+    candidates = candidate_texts(xquad)[: a.eval_texts]
 
-    paths = {}   # name -> (step function, encode function)
+    paths = {}  # name -> (step function, encode function)
     for k in (1, 2, 4, None):
         cfg = TrainConfig.from_dict({**base.to_dict(), "trainable_layers": k})
         enc = build_encoder(cfg)
@@ -61,9 +78,11 @@ def main(argv=None):
         opt, model = make_optimizer(enc, cfg), MultiEmbed(enc)
         featurize = trunk.features if trunk else None
         loss_fn = lambda q, p, h: info_nce(q, p, h, temperature=cfg.temperature)
-        step = (lambda b, m=model, e=enc, c=cfg, o=opt, f=featurize: train_step(m, e, b, c, loss_fn, o, featurize=f))
-        if trunk: encode = (lambda t, kind, tr=trunk: tr.encode(t, kind, 64, False))
-        else: encode = (lambda t, kind, e=enc: e.encode(t, kind, batch_size=64, show_progress=False))
+        step = lambda b, m=model, e=enc, c=cfg, o=opt, f=featurize: train_step(m, e, b, c, loss_fn, o, featurize=f)
+        if trunk:
+            encode = lambda t, kind, tr=trunk: tr.encode(t, kind, 64, False)
+        else:
+            encode = lambda t, kind, e=enc: e.encode(t, kind, batch_size=64, show_progress=False)
         name = f"ours, top {k} of 12 blocks over the cached trunk" if k else "ours, plain path (all 12 blocks)"
         paths[name] = (step, encode, cache_s if trunk else None)
 
@@ -74,7 +93,9 @@ def main(argv=None):
     st.train()
     st[0].auto_model.get_input_embeddings().requires_grad_(False)
     mnrl = MultipleNegativesRankingLoss(st, scale=1.0 / base.temperature)
-    st_opt = torch.optim.AdamW([p for p in st.parameters() if p.requires_grad], lr=base.lr, weight_decay=base.weight_decay)
+    st_opt = torch.optim.AdamW(
+        [p for p in st.parameters() if p.requires_grad], lr=base.lr, weight_decay=base.weight_decay
+    )
 
     def st_step(batch):
         st.max_seq_length = base.max_query_length
@@ -94,7 +115,8 @@ def main(argv=None):
 
     peer = "sentence-transformers MNRL (all 12 blocks)"
     paths[peer] = (st_step, st_encode, None)
-    for step, _, _ in paths.values(): step(batches[0])   # warm-up
+    for step, _, _ in paths.values():
+        step(batches[0])  # warm-up
     step_times = {n: [] for n in paths}
     for b in batches[1:]:
         for n, (step, _, _) in paths.items():
@@ -108,19 +130,33 @@ def main(argv=None):
         encode(candidates, "passage")
         eval_times[n] = time.perf_counter() - t
     ref_step, ref_eval = statistics.median(step_times[peer]), eval_times[peer]
-    print(f"batch {a.batch}, {a.steps} timed steps per path (medians, interleaved), lengths "
-          f"{base.max_query_length}/{base.max_passage_length}, {a.threads} threads; evaluation: "
-          f"{len(questions)} questions + {len(candidates)} candidates")
+    print(
+        f"batch {a.batch}, {a.steps} timed steps per path (medians, interleaved), lengths "
+        f"{base.max_query_length}/{base.max_passage_length}, {a.threads} threads; evaluation: "
+        f"{len(questions)} questions + {len(candidates)} candidates"
+    )
     print("| path | s/step | step time / ST | eval s | eval time / ST | trunk caching, s per 1,000 texts |")
     print("|---|---|---|---|---|---|")
     rows = []
     for n, (_, _, cache_s) in paths.items():
         s = statistics.median(step_times[n])
         cache = f"{cache_s:.1f}" if cache_s else "-"
-        print(f"| {n} | {s:.3f} | {s / ref_step:.3f} | {eval_times[n]:.2f} | {eval_times[n] / ref_eval:.3f} | {cache} |")
-        rows.append(dict(path=n, step_s=s, step_ratio=s / ref_step, eval_s=eval_times[n], eval_ratio=eval_times[n] / ref_eval,
-                         cache_s_per_1000=cache_s, steps=step_times[n]))
-    if a.json: Path(a.json).write_text(json.dumps(rows, indent=1))
+        print(
+            f"| {n} | {s:.3f} | {s / ref_step:.3f} | {eval_times[n]:.2f} | {eval_times[n] / ref_eval:.3f} | {cache} |"
+        )
+        rows.append(
+            dict(
+                path=n,
+                step_s=s,
+                step_ratio=s / ref_step,
+                eval_s=eval_times[n],
+                eval_ratio=eval_times[n] / ref_eval,
+                cache_s_per_1000=cache_s,
+                steps=step_times[n],
+            )
+        )
+    if a.json:
+        Path(a.json).write_text(json.dumps(rows, indent=1))
     return rows
 
 

@@ -15,10 +15,16 @@ def rank_distance(ranks: list[np.ndarray]) -> np.ndarray:
     "Per question: rank of the lowest-ranked relevant candidate minus rank of the highest-ranked one (NaN with fewer than two relevant)."
     return np.array([float(np.max(r) - np.min(r)) if len(r) >= 2 else np.nan for r in ranks])
 
+
 def rank_distance_table(res) -> pd.DataFrame:
     "Rank distance per query language (mean, median, questions) of a `LareqaResult`; the paper's number is the macro average of `mean`."
     rd = pd.DataFrame({"lang": res.pool.lang.to_numpy(), "rd": rank_distance(res.pool_ranks)})
-    t = rd.groupby("lang").rd.agg(["mean", "median", "count"]).rename(columns={"count": "n_questions"}).reindex(res.languages)
+    t = (
+        rd.groupby("lang")
+        .rd.agg(["mean", "median", "count"])
+        .rename(columns={"count": "n_questions"})
+        .reindex(res.languages)
+    )
     t.index.name = "query_lang"
     return t
 
@@ -28,31 +34,53 @@ def same_language_rank(res) -> pd.DataFrame:
     rows = []
     for lang, r, rl in zip(res.pool.lang.to_numpy(), res.pool_ranks, res.pool_rank_langs):
         same, other = r[rl == lang], r[rl != lang]
-        if not len(same) or not len(other): continue
+        if not len(same) or not len(other):
+            continue
         rows.append((lang, same.min(), np.median(other), float(same.min() < other.min()), 1 / len(r)))
     d = pd.DataFrame(rows, columns=["lang", "same_rank", "other_median_rank", "first", "first_expected"])
-    t = d.groupby("lang").agg(same_rank=("same_rank", "mean"), other_median_rank=("other_median_rank", "mean"),
-                              same_first=("first", "mean"), first_expected=("first_expected", "mean")).reindex(res.languages)
+    t = (
+        d.groupby("lang")
+        .agg(
+            same_rank=("same_rank", "mean"),
+            other_median_rank=("other_median_rank", "mean"),
+            same_first=("first", "mean"),
+            first_expected=("first_expected", "mean"),
+        )
+        .reindex(res.languages)
+    )
     t.index.name = "query_lang"
     return t
 
 # %% ../nbs/23_bias.ipynb #eb051b15
-def language_share_at_k(q_emb: np.ndarray, c_emb: np.ndarray, ix, k: int = 10, chunk_size: int = 512) -> pd.DataFrame:
+def language_share_at_k(
+    q_emb: np.ndarray, c_emb: np.ndarray, ix, k: int = 10, chunk_size: int = 512
+) -> pd.DataFrame:
     "Per query language: share of the pooled top-k in the query's language, that language's share of the pool, and their ratio."
     from hybrid_replication.metrics import tie_keys
-    langs = np.asarray(ix.c_lang); k = min(k, len(langs))
-    keys = tie_keys(getattr(ix, "c_id", None), len(langs))  # equal scores: larger candidate id first, as trec_eval (and the ranks) order them
+
+    langs = np.asarray(ix.c_lang)
+    k = min(k, len(langs))
+    keys = tie_keys(
+        getattr(ix, "c_id", None), len(langs)
+    )  # equal scores: larger candidate id first, as trec_eval (and the ranks) order them
     same = np.zeros(len(q_emb))
     for s in range(0, len(q_emb), chunk_size):
-        S = q_emb[s:s + chunk_size] @ c_emb.T
+        S = q_emb[s : s + chunk_size] @ c_emb.T
         top = np.argpartition(-S, k - 1, axis=1)[:, :k]
         thr = np.take_along_axis(S, top, 1).min(1)
-        for i in np.flatnonzero((S >= thr[:, None]).sum(1) > k):  # a tie straddles the k-th place (rare): argpartition picked arbitrarily
+        for i in np.flatnonzero(
+            (S >= thr[:, None]).sum(1) > k
+        ):  # a tie straddles the k-th place (rare): argpartition picked arbitrarily
             gt, eq = np.flatnonzero(S[i] > thr[i]), np.flatnonzero(S[i] == thr[i])
-            top[i] = np.concatenate([gt, eq[np.argsort(-keys[eq], kind="stable")][:k - len(gt)]])
-        same[s:s + chunk_size] = (langs[top] == np.asarray(ix.q_lang[s:s + chunk_size])[:, None]).mean(1)
+            top[i] = np.concatenate([gt, eq[np.argsort(-keys[eq], kind="stable")][: k - len(gt)]])
+        same[s : s + chunk_size] = (langs[top] == np.asarray(ix.q_lang[s : s + chunk_size])[:, None]).mean(1)
     pool = pd.Series(langs).value_counts(normalize=True)
-    t = pd.DataFrame({"lang": ix.q_lang, "share_top": same}).groupby("lang").share_top.mean().to_frame(f"share_top{k}")
+    t = (
+        pd.DataFrame({"lang": ix.q_lang, "share_top": same})
+        .groupby("lang")
+        .share_top.mean()
+        .to_frame(f"share_top{k}")
+    )
     t["share_pool"] = pool.reindex(t.index).to_numpy()
     t["ratio"] = t[f"share_top{k}"] / t["share_pool"]
     t.index.name = "query_lang"

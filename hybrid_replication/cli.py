@@ -14,41 +14,71 @@ __all__ = ['SUBCOMMANDS', 'REPRODUCE', 'CPU_GRIDS', 'Terminated', 'run_command',
 # %% ../nbs/30_cli.ipynb #4a4d7dc3
 SUBCOMMANDS = {
     # name: (module, function, one-line help)
-    "data-check": ("hybrid_replication.data", "data_check_cli",
-                   "check every dataset under the data directory and print its statistics"),
-    "train": ("hybrid_replication.train", "train_cli", "fine-tune an encoder from a config (resumable; torchrun for DDP)"),
-    "evaluate": ("hybrid_replication.lareqa_eval", "evaluate_cli",
-                 "evaluate an encoder on XQuAD-R / MLQA-R (pooled, pairs, bias)"),
-    "experiment": ("hybrid_replication.experiment", "experiment_cli",
-                   "run or resume a grid of fine-tuning runs and their evaluations"),
-    "notebooks": ("hybrid_replication.notebooks", "notebooks_cli",
-                  "execute the claim, question and result notebooks in place, saving their outputs"),
-    "replicate": ("hybrid_replication.cli", "replicate_cli",
-                  "the main job: re-make a committed experiment cell and compare; --full: everything"),
+    "data-check": (
+        "hybrid_replication.data",
+        "data_check_cli",
+        "check every dataset under the data directory and print its statistics",
+    ),
+    "train": (
+        "hybrid_replication.train",
+        "train_cli",
+        "fine-tune an encoder from a config (resumable; torchrun for DDP)",
+    ),
+    "evaluate": (
+        "hybrid_replication.lareqa_eval",
+        "evaluate_cli",
+        "evaluate an encoder on XQuAD-R / MLQA-R (pooled, pairs, bias)",
+    ),
+    "experiment": (
+        "hybrid_replication.experiment",
+        "experiment_cli",
+        "run or resume a grid of fine-tuning runs and their evaluations",
+    ),
+    "notebooks": (
+        "hybrid_replication.notebooks",
+        "notebooks_cli",
+        "execute the claim, question and result notebooks in place, saving their outputs",
+    ),
+    "replicate": (
+        "hybrid_replication.cli",
+        "replicate_cli",
+        "the main job: re-make a committed experiment cell and compare; --full: everything",
+    ),
     "verdicts": ("hybrid_replication.cli", "verdicts_cli", "print the table of claim verdicts computed so far"),
     "readme": ("hybrid_replication.cli", "readme_cli", "write README.md from nbs/index.ipynb (executes it)"),
 }
 
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="hybrid-replication", description="Replication of hybrid batch training for "
-                                "multilingual retrieval (arXiv 2408.10536). Bad input: one line on stderr and exit "
-                                "2; `--debug` (before the command) shows the traceback instead.")
+    p = argparse.ArgumentParser(
+        prog="hybrid-replication",
+        description="Replication of hybrid batch training for "
+        "multilingual retrieval (arXiv 2408.10536). Bad input: one line on stderr and exit "
+        "2; `--debug` (before the command) shows the traceback instead.",
+    )
     p.add_argument("--debug", action="store_true", help="on an error, show the full traceback")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
-    for name, (_, _, help_) in SUBCOMMANDS.items(): sub.add_parser(name, help=help_, add_help=False)
+    for name, (_, _, help_) in SUBCOMMANDS.items():
+        sub.add_parser(name, help=help_, add_help=False)
     return p
 
 # %% ../nbs/30_cli.ipynb #d96f0a35
 class Terminated(Exception):
     "SIGTERM, raised in the main thread so that `finally` blocks and atomic writers clean up (exit code 143)."
 
-def _raise_terminated(signum, frame): raise Terminated()
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
 
 def _is_input_error(e: BaseException) -> bool:
     "Bad input, not a bug: our `DataError`, values refused by validation, file-system errors, undecodable text."
     return isinstance(e, (ValueError, OSError, RecursionError)) or type(e).__module__.startswith("yaml")
 
-def _one_line(e: BaseException) -> str: return " ".join(str(e).split()) or type(e).__name__
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
+
 
 def run_command(name: str, func, argv: list[str], debug: bool = False) -> int:
     """Run sub-command `name` (`func(argv)`) with the command line's error contract: bad input prints one line,
@@ -57,37 +87,48 @@ def run_command(name: str, func, argv: list[str], debug: bool = False) -> int:
     re-raises instead, for the traceback."""
     in_main = threading.current_thread() is threading.main_thread()
     old_term = signal.signal(signal.SIGTERM, _raise_terminated) if in_main else None
-    try: return int(func(argv) or 0)
+    try:
+        return int(func(argv) or 0)
     except (KeyboardInterrupt, Terminated) as e:
-        if debug: raise
+        if debug:
+            raise
         print(f"hybrid-replication {name}: interrupted; finished work is kept", file=sys.stderr)
         return 130 if isinstance(e, KeyboardInterrupt) else 143
     except Exception as e:
-        if debug: raise
+        if debug:
+            raise
         if _is_input_error(e):
             print(f"hybrid-replication {name}: {_one_line(e)}", file=sys.stderr)
             return 2
-        print(f"hybrid-replication {name}: internal error, {type(e).__name__}: {_one_line(e)} "
-              "(run `hybrid-replication --debug ...` for the traceback, and please report it)", file=sys.stderr)
+        print(
+            f"hybrid-replication {name}: internal error, {type(e).__name__}: {_one_line(e)} "
+            "(run `hybrid-replication --debug ...` for the traceback, and please report it)",
+            file=sys.stderr,
+        )
         return 1
     finally:
-        if in_main: signal.signal(signal.SIGTERM, old_term)
+        if in_main:
+            signal.signal(signal.SIGTERM, old_term)
 
 # %% ../nbs/30_cli.ipynb #0dac49cc
 def main(argv: list[str] | None = None) -> int:
     "Entry point of `hybrid-replication`: dispatch to the sub-command's own parser, under `run_command`."
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = bool(argv) and argv[0] == "--debug"
-    if debug: argv = argv[1:]
+    if debug:
+        argv = argv[1:]
     if not argv or argv[0] in ("-h", "--help"):
         _parser().print_help()
         return 0
     name, rest = argv[0], argv[1:]
     if name not in SUBCOMMANDS:
-        print(f"hybrid-replication: unknown command {name!r}; choose from {', '.join(SUBCOMMANDS)}", file=sys.stderr)
+        print(
+            f"hybrid-replication: unknown command {name!r}; choose from {', '.join(SUBCOMMANDS)}", file=sys.stderr
+        )
         return 2
     module, function, _ = SUBCOMMANDS[name]
-    try: func = getattr(importlib.import_module(module), function)
+    try:
+        func = getattr(importlib.import_module(module), function)
     except (ImportError, AttributeError) as e:
         print(f"hybrid-replication {name}: not available in this installation ({e})", file=sys.stderr)
         return 2
@@ -100,6 +141,7 @@ def verdicts_cli(argv=None) -> int:
     ap.add_argument("--dir", default="results/verdicts", help="folder of verdict JSON files")
     a = ap.parse_args(argv)
     from hybrid_replication.verdicts import verdict_table
+
     t = verdict_table(a.dir)
     print(markdown_table(t) if len(t) else f"no verdicts under {a.dir}")
     return 0
@@ -108,10 +150,15 @@ def verdicts_cli(argv=None) -> int:
 def markdown_table(df, floatfmt: str = ".3f", index: bool = False) -> str:
     "Render a DataFrame as a GitHub markdown table."
     import pandas as pd
-    if index: df = df.reset_index()
+
+    if index:
+        df = df.reset_index()
+
     def fmt(v):
-        if isinstance(v, float): return "" if pd.isna(v) else format(v, floatfmt)
+        if isinstance(v, float):
+            return "" if pd.isna(v) else format(v, floatfmt)
         return str(v).replace("|", "\\|").replace("\n", " ")
+
     cols = [str(c) for c in df.columns]
     lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
     lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in df.itertuples(index=False)]
@@ -120,14 +167,23 @@ def markdown_table(df, floatfmt: str = ".3f", index: bool = False) -> str:
 # %% ../nbs/30_cli.ipynb #d68f4ea9
 # Mul. is shown both ways: LAReQA averages over questions, the paper's means are over query languages
 # (they differ on MLQA-R, whose languages have 500-1,148 questions; on XQuAD-R they are equal)
-_HEADLINE = {"mono_map": "Mo. mAP", "cross_map": "Cr. mAP", "multi_map_lang_macro": "Mul. mAP (mean over query langs, as the paper)",
-             "multi_map": "Mul. mAP (mean over questions, as LAReQA)", "multi_r@10_lang_macro": "Mul. R@10 (mean over query langs)",
-             "rank_distance": "rank distance"}
+_HEADLINE = {
+    "mono_map": "Mo. mAP",
+    "cross_map": "Cr. mAP",
+    "multi_map_lang_macro": "Mul. mAP (mean over query langs, as the paper)",
+    "multi_map": "Mul. mAP (mean over questions, as LAReQA)",
+    "multi_r@10_lang_macro": "Mul. R@10 (mean over query langs)",
+    "rank_distance": "rank distance",
+}
+
 
 def _cell(x, ci=None) -> str:
-    if x is None: return ""
-    if ci is None: return f"{x:.1f}" if x > 1 else f"{x:.3f}"
+    if x is None:
+        return ""
+    if ci is None:
+        return f"{x:.1f}" if x > 1 else f"{x:.3f}"
     return f"{x:.3f} [{ci['low']:.3f}, {ci['high']:.3f}]"
+
 
 def zero_shot_table(results_dir=None):
     "The committed zero-shot results (`results/zero_shot/{xquad-r,mlqa-r}.json`) beside the paper's hybrid XLM-R and LaBSE rows."
@@ -135,104 +191,161 @@ def zero_shot_table(results_dir=None):
     from hybrid_replication.io import read_json
     from hybrid_replication.lareqa_eval import paper_summary
     from hybrid_replication.verdicts import project_root
+
     d = Path(results_dir) if results_dir else project_root() / "results" / "zero_shot"
     rows = []
     for ds, name in (("xquad-r", "XQuAD-R"), ("mlqa-r", "MLQA-R")):
-        if not (d / f"{ds}.json").exists(): continue
-        r = read_json(d / f"{ds}.json"); s = dict(r["summary"], rank_distance=r["rank_distance"]["macro"])
+        if not (d / f"{ds}.json").exists():
+            continue
+        r = read_json(d / f"{ds}.json")
+        s = dict(r["summary"], rank_distance=r["rank_distance"]["macro"])
         model = r["provenance"]["config"]["model"]
-        rows.append({"dataset": name, "model": f"{model}, untuned (ours)", **{v: _cell(s[k], r["ci"].get(k)) for k, v in _HEADLINE.items()}})
+        rows.append(
+            {
+                "dataset": name,
+                "model": f"{model}, untuned (ours)",
+                **{v: _cell(s[k], r["ci"].get(k)) for k, v in _HEADLINE.items()},
+            }
+        )
         p = paper_summary(name)
-        p = p.assign(multi_map_lang_macro=p.multi_map, multi_map=None, **{"multi_r@10_lang_macro": p["multi_r@10"]})  # the paper's Mul. mean is over query languages
-        rows += [{"dataset": name, "model": f"{m} hybrid (paper)", **{v: _cell(p.loc[(m, "hybrid"), k]) for k, v in _HEADLINE.items()}} for m in ("XLM-R", "LaBSE")]
+        p = p.assign(
+            multi_map_lang_macro=p.multi_map, multi_map=None, **{"multi_r@10_lang_macro": p["multi_r@10"]}
+        )  # the paper's Mul. mean is over query languages
+        rows += [
+            {
+                "dataset": name,
+                "model": f"{m} hybrid (paper)",
+                **{v: _cell(p.loc[(m, "hybrid"), k]) for k, v in _HEADLINE.items()},
+            }
+            for m in ("XLM-R", "LaBSE")
+        ]
     return pd.DataFrame(rows)
 
 # %% ../nbs/30_cli.ipynb #e6662edc
-REPRODUCE = ("configs/grids/mlqa-to-xquad.yaml", "seed=0__sampler=hybrid")   # the smallest real committed cell
+REPRODUCE = ("configs/grids/mlqa-to-xquad.yaml", "seed=0__sampler=hybrid")  # the smallest real committed cell
+
 
 def replicate_cli(argv=None) -> int:
     """The main job: re-make one committed experiment cell from scratch and compare every number with the committed
     file, then print the verdict table; `--full` runs (or resumes) every grid and re-executes the notebooks;
     `--summary` only checks the data and prints the committed tables."""
     ap = argparse.ArgumentParser(prog="hybrid-replication replicate", description=replicate_cli.__doc__)
-    ap.add_argument("--data-dir", default=None, help="data directory (default: $HYBRID_DATA, else the shipped demo set)")
+    ap.add_argument(
+        "--data-dir", default=None, help="data directory (default: $HYBRID_DATA, else the shipped demo set)"
+    )
     ap.add_argument("--grid", default=REPRODUCE[0], help="grid file of the cell to re-make")
     ap.add_argument("--cell", default=REPRODUCE[1], help="the cell to re-make")
     mode = ap.add_mutually_exclusive_group()
-    mode.add_argument("--full", action="store_true", help="run or resume every grid in configs/grids, then the notebooks")
+    mode.add_argument(
+        "--full", action="store_true", help="run or resume every grid in configs/grids, then the notebooks"
+    )
     mode.add_argument("--summary", action="store_true", help="data check, statistics and committed tables only")
     a = ap.parse_args(argv)
-    if a.summary: return _summary(a.data_dir)
-    if a.full: return _full()
+    if a.summary:
+        return _summary(a.data_dir)
+    if a.full:
+        return _full()
     from hybrid_replication.data import DataError
     from hybrid_replication.experiment import reproduce_cell
+
     print(f"re-making {a.grid} cell {a.cell} from scratch (about 10 minutes on 2 CPU cores)", file=sys.stderr)
-    try: table = reproduce_cell(a.grid, a.cell)
+    try:
+        table = reproduce_cell(a.grid, a.cell)
     except (DataError, ValueError) as e:
         print(f"hybrid-replication replicate: {e}", file=sys.stderr)
         return 2
     print(f"\n## {a.cell} of {a.grid}: committed vs re-made\n\n" + markdown_table(table, floatfmt=".5f"))
     ok = bool(table["within tolerance"].dropna().all())
-    print("\nevery number within tolerance (mAP and recall: 0.002 absolute; rank distance: 0.2% relative)" if ok
-          else "\nsome numbers differ beyond tolerance: see the table")
+    print(
+        "\nevery number within tolerance (mAP and recall: 0.002 absolute; rank distance: 0.2% relative)"
+        if ok
+        else "\nsome numbers differ beyond tolerance: see the table"
+    )
     _verdicts()
     return 0 if ok else 1
 
+
 def _verdicts():
     from hybrid_replication.verdicts import verdict_dir
+
     if verdict_dir().is_dir():
         print("\n## Claim verdicts (results/verdicts)\n")
         verdicts_cli(["--dir", str(verdict_dir())])
 
+
 def _summary(data_dir=None) -> int:
     from hybrid_replication.data import data_check_cli
+
     rc = data_check_cli([] if data_dir is None else ["--data-dir", data_dir])
-    if rc: return rc
+    if rc:
+        return rc
     t = zero_shot_table()
-    if len(t): print("\n## Zero-shot results beside the paper (results/zero_shot)\n\n" + markdown_table(t))
+    if len(t):
+        print("\n## Zero-shot results beside the paper (results/zero_shot)\n\n" + markdown_table(t))
     _verdicts()
     return 0
 
+
 # the grids a CPU machine runs (the pilot first); the XLM-R, LaBSE and gpu-e5 grids need the hub or a GPU
-CPU_GRIDS = ("configs/grids/pilot-mlqa.yaml", "configs/grids/mlqa-to-xquad.yaml", "configs/grids/xquad-to-mlqa.yaml",
-             "configs/grids/alpha-mlqa-to-xquad.yaml", "configs/grids/alpha-xquad-to-mlqa.yaml")
+CPU_GRIDS = (
+    "configs/grids/pilot-mlqa.yaml",
+    "configs/grids/mlqa-to-xquad.yaml",
+    "configs/grids/xquad-to-mlqa.yaml",
+    "configs/grids/alpha-mlqa-to-xquad.yaml",
+    "configs/grids/alpha-xquad-to-mlqa.yaml",
+)
+
 
 def _full() -> int:
     "Every CPU grid, resumed where it stopped, then the notebooks from the results."
     from hybrid_replication.experiment import run_grid
     from hybrid_replication.notebooks import notebooks_cli
-    for grid in CPU_GRIDS: run_grid(grid)
-    return notebooks_cli([])
 
+    for grid in CPU_GRIDS:
+        run_grid(grid)
+    return notebooks_cli([])
 
 # %% ../nbs/30_cli.ipynb #4380e297
 _DIRECTIVE = re.compile(r"^\s*#\|\s*(.*)$")
 
+
 def _directives(src: str) -> set[str]:
     return {m.group(1).strip() for line in src.splitlines() if (m := _DIRECTIVE.match(line))}
+
 
 def _output_markdown(outputs) -> str:
     parts = []
     for o in outputs:
         data = o.get("data", {})
-        if "text/markdown" in data: parts.append("".join(data["text/markdown"]))
-        elif "text/plain" in data: parts.append("```\n" + "".join(data["text/plain"]).rstrip() + "\n```")
-        elif o.get("output_type") == "stream" and o.get("name") == "stdout": parts.append("```\n" + "".join(o["text"]).rstrip() + "\n```")
+        if "text/markdown" in data:
+            parts.append("".join(data["text/markdown"]))
+        elif "text/plain" in data:
+            parts.append("```\n" + "".join(data["text/plain"]).rstrip() + "\n```")
+        elif o.get("output_type") == "stream" and o.get("name") == "stdout":
+            parts.append("```\n" + "".join(o["text"]).rstrip() + "\n```")
     return "\n\n".join(parts)
+
 
 def notebook_to_markdown(cells) -> str:
     "GitHub markdown for executed notebook cells: markdown as is, visible code fenced, outputs after it."
     out = []
     for c in cells:
         src = "".join(c["source"]) if isinstance(c["source"], list) else c["source"]
-        if c["cell_type"] == "markdown": out.append(src.strip()); continue
-        if c["cell_type"] != "code": continue
+        if c["cell_type"] == "markdown":
+            out.append(src.strip())
+            continue
+        if c["cell_type"] != "code":
+            continue
         d = _directives(src)
-        if "hide" in d or "include: false" in d: continue
+        if "hide" in d or "include: false" in d:
+            continue
         code = "\n".join(l for l in src.splitlines() if not _DIRECTIVE.match(l)).strip()
-        if code and "echo: false" not in d: out.append("```python\n" + code + "\n```")
-        if (o := _output_markdown(c.get("outputs", []))): out.append(o)
+        if code and "echo: false" not in d:
+            out.append("```python\n" + code + "\n```")
+        if o := _output_markdown(c.get("outputs", [])):
+            out.append(o)
     return "\n\n".join(p for p in out if p) + "\n"
+
 
 def write_readme(nb="nbs/index.ipynb", out="README.md") -> Path:
     "Execute `nb` in its folder and write it as markdown to `out` (atomically)."
@@ -240,16 +353,22 @@ def write_readme(nb="nbs/index.ipynb", out="README.md") -> Path:
     from execnb.shell import CaptureShell
     from hybrid_replication.io import atomic_write_text
     import os
+
     nb, out = Path(nb).resolve(), Path(out).resolve()
-    doc = read_nb(nb); cwd = os.getcwd()
+    doc = read_nb(nb)
+    cwd = os.getcwd()
     try:
         os.chdir(nb.parent)
         CaptureShell().run_all(doc)
-    finally: os.chdir(cwd)
+    finally:
+        os.chdir(cwd)
     return atomic_write_text(out, notebook_to_markdown(doc.cells))
+
 
 def readme_cli(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="hybrid-replication readme")
-    ap.add_argument("--nb", default="nbs/index.ipynb"); ap.add_argument("--out", default="README.md")
+    ap.add_argument("--nb", default="nbs/index.ipynb")
+    ap.add_argument("--out", default="README.md")
     a = ap.parse_args(argv)
-    print(f"wrote {write_readme(a.nb, a.out)}"); return 0
+    print(f"wrote {write_readme(a.nb, a.out)}")
+    return 0

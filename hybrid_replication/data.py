@@ -19,103 +19,254 @@ __all__ = ['ISO1_CODES', 'PUBLIC_SOURCES', 'LAREQA_LANGS', 'WHAT_TO_SET', 'TABLE
 # %% ../nbs/00_data.ipynb #cc8eb778
 class DataError(ValueError):
     "A problem with input data; the message always names the file, the record and the field."
+
     def __init__(self, path, record=None, field=None, problem: str = "invalid value"):
         self.path, self.record, self.field, self.problem = path, record, field, problem
         where = f"{path}"
-        if record is not None: where += f", record {record}"
-        if field is not None: where += f", field {field!r}"
+        if record is not None:
+            where += f", record {record}"
+        if field is not None:
+            where += f", field {field!r}"
         super().__init__(f"{where}: {problem}")
 
 # %% ../nbs/00_data.ipynb #5ddb97be
 @dataclass(frozen=True)
 class Question:
     "One question in one language; `qid` is shared by its translations."
+
     qid: str
     lang: str
     text: str
 
+
 @dataclass(frozen=True)
 class Candidate:
     "One retrievable passage: a sentence (the LAReQA unit) and the paragraph it comes from."
-    cid: str        # unique over the whole pool, e.g. 'en:0:3:1' = language:article:paragraph:sentence
+
+    cid: str  # unique over the whole pool, e.g. 'en:0:3:1' = language:article:paragraph:sentence
     lang: str
     sentence: str
     context: str = ""
 
+
 @dataclass
 class RetrievalSet:
     "Questions, a candidate pool and relevance (question id -> ids of relevant candidates, any language)."
+
     name: str
     questions: list[Question]
     candidates: list[Candidate]
     relevant: dict[str, set[str]]
 
     @property
-    def languages(self) -> list[str]: return sorted({q.lang for q in self.questions} | {c.lang for c in self.candidates})
+    def languages(self) -> list[str]:
+        return sorted({q.lang for q in self.questions} | {c.lang for c in self.candidates})
 
     def __repr__(self):
-        return (f"RetrievalSet({self.name!r}: {len(self.questions)} questions over {len(self.relevant)} ids, "
-                f"{len(self.candidates)} candidates, languages {' '.join(self.languages)})")
+        return (
+            f"RetrievalSet({self.name!r}: {len(self.questions)} questions over {len(self.relevant)} ids, "
+            f"{len(self.candidates)} candidates, languages {' '.join(self.languages)})"
+        )
+
 
 @dataclass(frozen=True)
 class TrainPair:
     "A training example for the batch samplers: a query, its positive passage, and hard negatives."
-    qid: str             # shared across translations; no two items of a batch share it
+
+    qid: str  # shared across translations; no two items of a batch share it
     query_lang: str
     query: str
     passage_lang: str
     passage: str
     hard_negatives: tuple[str, ...] = ()
-    source: str = ""     # which training set it came from (multi-source sampling draws per source)
+    source: str = ""  # which training set it came from (multi-source sampling draws per source)
 
     @property
-    def is_mono(self) -> bool: return self.query_lang == self.passage_lang
+    def is_mono(self) -> bool:
+        return self.query_lang == self.passage_lang
 
 # %% ../nbs/00_data.ipynb #2a28713e
 # ISO 639-3 (and 639-2/B, for the few that differ) -> ISO 639-1, for every language the data sets here use.
 _ISO3_TO_1 = dict(
-    afr="af", amh="am", ara="ar", arb="ar", aze="az", bak="ba", bel="be", ben="bn", bod="bo", tib="bo", bos="bs",
-    bul="bg", cat="ca", ces="cs", cze="cs", cym="cy", wel="cy", dan="da", deu="de", ger="de", div="dv", dzo="dz",
-    ell="el", gre="el", eng="en", est="et", eus="eu", baq="eu", ewe="ee", fao="fo", fas="fa", per="fa", fij="fj",
-    fin="fi", fra="fr", fre="fr", gle="ga", glg="gl", guj="gu", hau="ha", heb="he", hin="hi", hrv="hr", hun="hu",
-    hye="hy", arm="hy", ibo="ig", ind="id", isl="is", ice="is", ita="it", jpn="ja", kan="kn", kat="ka", geo="ka",
-    kaz="kk", khm="km", kin="rw", kir="ky", kor="ko", lao="lo", lav="lv", lit="lt", ltz="lb", mal="ml", mar="mr",
-    mkd="mk", mac="mk", mlg="mg", mlt="mt", mon="mn", mri="mi", mao="mi", msa="ms", may="ms", zsm="ms", mya="my",
-    bur="my", nde="nd", nep="ne", nld="nl", dut="nl", nno="nn", nob="nb", nor="no", nya="ny", orm="om", pan="pa",
-    pol="pl", por="pt", pus="ps", ron="ro", rum="ro", rus="ru", sin="si", slk="sk", slo="sk", slv="sl", smo="sm",
-    sna="sn", snd="sd", som="so", spa="es", sqi="sq", alb="sq", srp="sr", ssw="ss", swa="sw", swh="sw", swe="sv",
-    tah="ty", tam="ta", tat="tt", tel="te", tgk="tg", tha="th", tir="ti", ton="to", tsn="tn", tuk="tk", tur="tr",
-    twi="tw", uig="ug", ukr="uk", urd="ur", uzb="uz", ven="ve", vie="vi", wol="wo", xho="xh", yor="yo", zho="zh",
-    chi="zh", zul="zu", tgl="tl")
+    afr="af",
+    amh="am",
+    ara="ar",
+    arb="ar",
+    aze="az",
+    bak="ba",
+    bel="be",
+    ben="bn",
+    bod="bo",
+    tib="bo",
+    bos="bs",
+    bul="bg",
+    cat="ca",
+    ces="cs",
+    cze="cs",
+    cym="cy",
+    wel="cy",
+    dan="da",
+    deu="de",
+    ger="de",
+    div="dv",
+    dzo="dz",
+    ell="el",
+    gre="el",
+    eng="en",
+    est="et",
+    eus="eu",
+    baq="eu",
+    ewe="ee",
+    fao="fo",
+    fas="fa",
+    per="fa",
+    fij="fj",
+    fin="fi",
+    fra="fr",
+    fre="fr",
+    gle="ga",
+    glg="gl",
+    guj="gu",
+    hau="ha",
+    heb="he",
+    hin="hi",
+    hrv="hr",
+    hun="hu",
+    hye="hy",
+    arm="hy",
+    ibo="ig",
+    ind="id",
+    isl="is",
+    ice="is",
+    ita="it",
+    jpn="ja",
+    kan="kn",
+    kat="ka",
+    geo="ka",
+    kaz="kk",
+    khm="km",
+    kin="rw",
+    kir="ky",
+    kor="ko",
+    lao="lo",
+    lav="lv",
+    lit="lt",
+    ltz="lb",
+    mal="ml",
+    mar="mr",
+    mkd="mk",
+    mac="mk",
+    mlg="mg",
+    mlt="mt",
+    mon="mn",
+    mri="mi",
+    mao="mi",
+    msa="ms",
+    may="ms",
+    zsm="ms",
+    mya="my",
+    bur="my",
+    nde="nd",
+    nep="ne",
+    nld="nl",
+    dut="nl",
+    nno="nn",
+    nob="nb",
+    nor="no",
+    nya="ny",
+    orm="om",
+    pan="pa",
+    pol="pl",
+    por="pt",
+    pus="ps",
+    ron="ro",
+    rum="ro",
+    rus="ru",
+    sin="si",
+    slk="sk",
+    slo="sk",
+    slv="sl",
+    smo="sm",
+    sna="sn",
+    snd="sd",
+    som="so",
+    spa="es",
+    sqi="sq",
+    alb="sq",
+    srp="sr",
+    ssw="ss",
+    swa="sw",
+    swh="sw",
+    swe="sv",
+    tah="ty",
+    tam="ta",
+    tat="tt",
+    tel="te",
+    tgk="tg",
+    tha="th",
+    tir="ti",
+    ton="to",
+    tsn="tn",
+    tuk="tk",
+    tur="tr",
+    twi="tw",
+    uig="ug",
+    ukr="uk",
+    urd="ur",
+    uzb="uz",
+    ven="ve",
+    vie="vi",
+    wol="wo",
+    xho="xh",
+    yor="yo",
+    zho="zh",
+    chi="zh",
+    zul="zu",
+    tgl="tl",
+)
 # Languages without an ISO 639-1 code that the data sets here use: they keep their 639-3 code.
 _ISO3_ONLY = {"bem", "fon", "fil", "fuc", "gsw", "hmn", "kmr", "ckb", "mey", "nso", "prs", "shi", "yue"}
 ISO1_CODES = frozenset(_ISO3_TO_1.values())
+
 
 def lang_code(code: str, path="language code", record=None, field="lang") -> str:
     "The package's code for `code`: ISO 639-1 where it exists, else ISO 639-3; subtags (`eng-US`) dropped."
     if not isinstance(code, str) or not code.strip():
         raise DataError(path, record, field, f"empty or non-string language code {code!r}")
     base = code.strip().replace("_", "-").split("-")[0].lower()
-    if base in ISO1_CODES: return base
-    if base in _ISO3_TO_1: return _ISO3_TO_1[base]
-    if base in _ISO3_ONLY: return base
-    raise DataError(path, record, field, f"unknown language code {code!r} (known: ISO 639-1 codes and the 639-3 codes of the data sets)")
+    if base in ISO1_CODES:
+        return base
+    if base in _ISO3_TO_1:
+        return _ISO3_TO_1[base]
+    if base in _ISO3_ONLY:
+        return base
+    raise DataError(
+        path,
+        record,
+        field,
+        f"unknown language code {code!r} (known: ISO 639-1 codes and the 639-3 codes of the data sets)",
+    )
 
 # %% ../nbs/00_data.ipynb #e4666630
 def default_cache_dir() -> Path:
     "The per-user cache folder that is filled from the public copies (the package cache, `hybrid_replication.io.cache_dir`)."
     from hybrid_replication.io import cache_dir
+
     return cache_dir()
+
 
 def data_dir(path=None) -> Path:
     "The data folder: `path`, else `$HYBRID_DATA`, else the user cache folder (created, filled lazily)."
     if path is not None or os.environ.get("HYBRID_DATA"):
         src = "data_dir argument" if path is not None else "HYBRID_DATA"
         p = Path(path if path is not None else os.environ["HYBRID_DATA"]).expanduser()
-        if not p.is_dir(): raise DataError(p, field=src, problem="data folder does not exist")
+        if not p.is_dir():
+            raise DataError(p, field=src, problem="data folder does not exist")
         return p
-    p = default_cache_dir(); p.mkdir(parents=True, exist_ok=True)
+    p = default_cache_dir()
+    p.mkdir(parents=True, exist_ok=True)
     return p
+
 
 _data_root = data_dir  # the loaders' argument is also called `data_dir` and hides the function there
 
@@ -127,59 +278,95 @@ PUBLIC_SOURCES = {
 LAREQA_LANGS = {"xquad-r": "ar de el en es hi ru th tr vi zh".split(), "mlqa-r": "ar de en es hi vi zh".split()}
 WHAT_TO_SET = "set HYBRID_DATA (or pass data_dir=...) to a folder that holds it, e.g. the shared/data folder"
 
+
 def is_offline() -> bool:
     "True when the environment says not to touch the network."
-    return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
-               for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HYBRID_OFFLINE"))
+    return any(
+        os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
+        for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HYBRID_OFFLINE")
+    )
+
 
 def fetch_public(url: str, dest: Path, timeout: float = 10.0) -> Path:
     "Download `url` to `dest` atomically; fail fast (offline flag, `timeout`) with a `DataError` saying what to set."
     from hybrid_replication.io import atomic_path
-    if is_offline(): raise DataError(dest, field="file", problem=f"missing, and offline mode is on so {url} was not tried; {WHAT_TO_SET}")
+
+    if is_offline():
+        raise DataError(
+            dest, field="file", problem=f"missing, and offline mode is on so {url} was not tried; {WHAT_TO_SET}"
+        )
     try:
         with urllib.request.urlopen(url, timeout=timeout) as r, atomic_path(dest) as tmp:
             Path(tmp).write_bytes(r.read())
     except (urllib.error.URLError, OSError, TimeoutError) as e:
-        raise DataError(dest, field="file", problem=f"missing, and the download of {url} failed ({e}); {WHAT_TO_SET}") from None
+        raise DataError(
+            dest, field="file", problem=f"missing, and the download of {url} failed ({e}); {WHAT_TO_SET}"
+        ) from None
     return dest
+
 
 def dataset_file(name: str, rel: str, data_dir_=None, url: str | None = None, timeout: float = 10.0) -> Path:
     "Path of `rel` inside data set `name`; in the cache folder a missing file is fetched from `url`."
     root = data_dir(data_dir_)
     p = root / name / rel
-    if p.is_file(): return p
-    if data_dir_ is None and not os.environ.get("HYBRID_DATA") and url:   # only the cache folder is ever written
+    if p.is_file():
+        return p
+    if data_dir_ is None and not os.environ.get("HYBRID_DATA") and url:  # only the cache folder is ever written
         return fetch_public(url, p, timeout=timeout)
     raise DataError(p, field="file", problem=f"file not found; {WHAT_TO_SET}")
 
 # %% ../nbs/00_data.ipynb #4c93b339
 TABLE10 = {  # the paper's Table 10: language -> (questions, candidates)
-    "xquad-r": {l: (1190, c) for l, c in dict(ar=1222, de=1276, el=1234, en=1180, es=1215, hi=1244, ru=1219, th=852,
-                                               tr=1167, vi=1209, zh=1196).items()},
-    "mlqa-r": dict(ar=(517, 2545), de=(512, 2362), en=(1148, 6264), es=(500, 1787), hi=(507, 2426), vi=(511, 2828), zh=(504, 2322)),
+    "xquad-r": {
+        l: (1190, c)
+        for l, c in dict(
+            ar=1222, de=1276, el=1234, en=1180, es=1215, hi=1244, ru=1219, th=852, tr=1167, vi=1209, zh=1196
+        ).items()
+    },
+    "mlqa-r": dict(
+        ar=(517, 2545),
+        de=(512, 2362),
+        en=(1148, 6264),
+        es=(500, 1787),
+        hi=(507, 2426),
+        vi=(511, 2828),
+        zh=(504, 2322),
+    ),
 }
+
 
 def _demo_dir() -> Path:
     import hybrid_replication
+
     return Path(hybrid_replication.__file__).parent / "demo_data" / "demo-r"
+
 
 def _field(obj, key, typ, path, record, nonempty=True):
     "obj[key], checked: present, of type `typ`, and (strings) not blank."
-    if not isinstance(obj, dict): raise DataError(path, record, key, f"expected an object, got {type(obj).__name__}")
-    if key not in obj: raise DataError(path, record, key, "missing field")
+    if not isinstance(obj, dict):
+        raise DataError(path, record, key, f"expected an object, got {type(obj).__name__}")
+    if key not in obj:
+        raise DataError(path, record, key, "missing field")
     v = obj[key]
     if not isinstance(v, typ) or isinstance(v, bool):
         raise DataError(path, record, key, f"expected {getattr(typ, '__name__', typ)}, got {type(v).__name__}")
-    if nonempty and isinstance(v, str) and not v.strip(): raise DataError(path, record, key, "empty string")
-    if nonempty and isinstance(v, list) and not v: raise DataError(path, record, key, "empty list")
+    if nonempty and isinstance(v, str) and not v.strip():
+        raise DataError(path, record, key, "empty string")
+    if nonempty and isinstance(v, list) and not v:
+        raise DataError(path, record, key, "empty list")
     return v
+
 
 def _get(obj, key, typ, path, record, nonempty=True):
     "Fast path of `_field` for the common, valid case (the loaders call it ~100k times)."
-    try: v = obj[key]
-    except (KeyError, TypeError, IndexError): v = None
-    if type(v) is typ and (not nonempty or ((typ is not str or v.strip() != "") and (typ is not list or v))): return v
+    try:
+        v = obj[key]
+    except (KeyError, TypeError, IndexError):
+        v = None
+    if type(v) is typ and (not nonempty or ((typ is not str or v.strip() != "") and (typ is not list or v))):
+        return v
     return _field(obj, key, typ, path, record, nonempty)
+
 
 def _read_json(path: Path):
     return read_json(path, missing=f"file not found; {WHAT_TO_SET}")
@@ -199,22 +386,39 @@ def _check_spans(path, rec: str, para: dict, ctx: str) -> list[tuple[int, int]]:
         if not 0 <= start < end <= len(ctx):
             raise DataError(path, rec, where, f"span {sp} is empty or outside the context (length {len(ctx)})")
         if start < prev_end:
-            raise DataError(path, rec, where, f"span {sp} starts before the previous span ends ({prev_end}): "
-                                              "spans must be sorted and must not overlap")
-        if not ctx[start:end].strip(): raise DataError(path, rec, where, f"span {sp} holds only whitespace")
+            raise DataError(
+                path,
+                rec,
+                where,
+                f"span {sp} starts before the previous span ends ({prev_end}): "
+                "spans must be sorted and must not overlap",
+            )
+        if not ctx[start:end].strip():
+            raise DataError(path, rec, where, f"span {sp} holds only whitespace")
         spans.append((start, end))
         prev_end = end
     sentences = para.get("sentences") if isinstance(para, dict) else None
-    if sentences is None: return spans
+    if sentences is None:
+        return spans
     if not isinstance(sentences, list) or len(sentences) != len(spans):
-        raise DataError(path, rec, "sentences", f"{len(sentences) if isinstance(sentences, list) else sentences!r} "
-                                                f"sentences for {len(spans)} sentence_breaks")
+        raise DataError(
+            path,
+            rec,
+            "sentences",
+            f"{len(sentences) if isinstance(sentences, list) else sentences!r} "
+            f"sentences for {len(spans)} sentence_breaks",
+        )
     for si, (sentence, (start, end)) in enumerate(zip(sentences, spans)):
         cut = ctx[start:end].strip()
-        if not isinstance(sentence, str) or (sentence.strip() != cut and
-                                             SequenceMatcher(None, sentence.strip(), cut).ratio() < 0.9):
-            raise DataError(path, rec, f"sentences[{si}]", f"{sentence!r} is not the text of span [{start}, {end}] "
-                                                          f"of the context ({cut!r})")
+        if not isinstance(sentence, str) or (
+            sentence.strip() != cut and SequenceMatcher(None, sentence.strip(), cut).ratio() < 0.9
+        ):
+            raise DataError(
+                path,
+                rec,
+                f"sentences[{si}]",
+                f"{sentence!r} is not the text of span [{start}, {end}] of the context ({cut!r})",
+            )
     return spans
 
 # %% ../nbs/00_data.ipynb #b1d164f5
@@ -241,60 +445,91 @@ def read_lareqa_file(path, lang: str | None = None):
                     # half-open spans: an answer starting exactly where a sentence ends belongs to the next one
                     hit = [cids[si] for si, (s, e) in enumerate(spans) if s <= st < e]
                     if not hit:
-                        raise DataError(path, f"{qrec}.answers[{ni}]", "answer_start", f"answer start {st} lies outside every sentence span")
+                        raise DataError(
+                            path,
+                            f"{qrec}.answers[{ni}]",
+                            "answer_start",
+                            f"answer start {st} lies outside every sentence span",
+                        )
                     hits.update(hit)
                 if qid in seen:
                     first_rec, first_text = seen[qid]
                     if first_text != text:
-                        raise DataError(path, qrec, "question", f"question id {qid!r} ({lang}) already has a different text at {first_rec}: {first_text!r} vs {text!r}")
+                        raise DataError(
+                            path,
+                            qrec,
+                            "question",
+                            f"question id {qid!r} ({lang}) already has a different text at {first_rec}: {first_text!r} vs {text!r}",
+                        )
                 else:
-                    seen[qid] = (qrec, text); questions.append(Question(qid, lang, text))
+                    seen[qid] = (qrec, text)
+                    questions.append(Question(qid, lang, text))
                 relevant.setdefault(qid, set()).update(hits)
     return questions, candidates, relevant
 
 # %% ../nbs/00_data.ipynb #e5e17695
 def lareqa_dir(name_or_path, data_dir=None) -> Path:
     "The folder of a LAReQA-format set: 'xquad-r', 'mlqa-r', 'demo', or a folder path."
-    if name_or_path == "demo": return _demo_dir()
-    if name_or_path in LAREQA_LANGS: return _data_root(data_dir) / name_or_path
+    if name_or_path == "demo":
+        return _demo_dir()
+    if name_or_path in LAREQA_LANGS:
+        return _data_root(data_dir) / name_or_path
     p = Path(name_or_path)
-    if not p.exists(): raise DataError(p, field="name_or_path", problem=f"neither a known set ({', '.join([*LAREQA_LANGS, 'demo'])}) nor an existing path")
+    if not p.exists():
+        raise DataError(
+            p,
+            field="name_or_path",
+            problem=f"neither a known set ({', '.join([*LAREQA_LANGS, 'demo'])}) nor an existing path",
+        )
     return p
+
 
 def load_lareqa(name_or_path, langs=None, data_dir=None) -> RetrievalSet:
     "Load a LAReQA-format set ('xquad-r', 'mlqa-r', 'demo', a folder of `{lang}.json`, or one file) as a `RetrievalSet`."
     name = str(name_or_path)
-    if name in LAREQA_LANGS:   # the real sets: every requested language file, fetched into the cache if needed
+    if name in LAREQA_LANGS:  # the real sets: every requested language file, fetched into the cache if needed
         langs = [lang_code(l) for l in (langs or LAREQA_LANGS[name])]
         files = {l: dataset_file(name, f"{l}.json", data_dir, PUBLIC_SOURCES[name].format(lang=l)) for l in langs}
     else:
         p = lareqa_dir(name_or_path, data_dir)
-        if p.is_file(): files = {lang_code(p.stem, p, "file name"): p}
+        if p.is_file():
+            files = {lang_code(p.stem, p, "file name"): p}
         else:
-            if not p.is_dir(): raise DataError(p, field="folder", problem="folder not found" + (" (the demo set is not installed)" if name == "demo" else ""))
+            if not p.is_dir():
+                raise DataError(
+                    p,
+                    field="folder",
+                    problem="folder not found" + (" (the demo set is not installed)" if name == "demo" else ""),
+                )
             files = {}
             for f in sorted(p.glob("*.json")):
                 l = lang_code(f.stem, f, "file name")
-                if l in files: raise DataError(f, "file name", "lang", f"language {l!r} already comes from {files[l].name}")
+                if l in files:
+                    raise DataError(f, "file name", "lang", f"language {l!r} already comes from {files[l].name}")
                 files[l] = f
-            if not files: raise DataError(p, field="folder", problem="no {lang}.json files in the folder")
+            if not files:
+                raise DataError(p, field="folder", problem="no {lang}.json files in the folder")
         name = "demo" if name == "demo" else Path(name).name.removesuffix(".json")
         if langs is not None:
             want = [lang_code(l) for l in langs]
             missing = [l for l in want if l not in files]
-            if missing: raise DataError(p, field="langs", problem=f"no file for language(s) {missing}")
+            if missing:
+                raise DataError(p, field="langs", problem=f"no file for language(s) {missing}")
             files = {l: files[l] for l in want}
     questions, candidates, relevant = [], [], {}
     for l, f in files.items():
         q, c, r = read_lareqa_file(f, l)
-        questions += q; candidates += c
-        for qid, cids in r.items(): relevant.setdefault(qid, set()).update(cids)
+        questions += q
+        candidates += c
+        for qid, cids in r.items():
+            relevant.setdefault(qid, set()).update(cids)
     return RetrievalSet(name, questions, candidates, relevant)
 
 # %% ../nbs/00_data.ipynb #68fe5af2
 def dataset_stats(rs: RetrievalSet):
     "Per-language statistics of a `RetrievalSet` as a DataFrame indexed by language."
     import pandas as pd
+
     cand_lang = {c.cid: c.lang for c in rs.candidates}
     rows = {}
     for l in rs.languages:
@@ -302,18 +537,26 @@ def dataset_stats(rs: RetrievalSet):
         cs = [c for c in rs.candidates if c.lang == l]
         rel = [rs.relevant.get(q.qid, set()) for q in qs]
         mean = lambda xs: float(sum(xs) / len(xs)) if xs else float("nan")
-        rows[l] = dict(questions=len(qs), candidates=len(cs),
-                       relevant_per_question=mean([len(r) for r in rel]),
-                       relevant_same_lang=mean([sum(cand_lang.get(c) == l for c in r) for r in rel]),
-                       question_chars=mean([len(q.text) for q in qs]), candidate_chars=mean([len(c.sentence) for c in cs]),
-                       question_tokens=mean([len(q.text.split()) for q in qs]), candidate_tokens=mean([len(c.sentence.split()) for c in cs]))
+        rows[l] = dict(
+            questions=len(qs),
+            candidates=len(cs),
+            relevant_per_question=mean([len(r) for r in rel]),
+            relevant_same_lang=mean([sum(cand_lang.get(c) == l for c in r) for r in rel]),
+            question_chars=mean([len(q.text) for q in qs]),
+            candidate_chars=mean([len(c.sentence) for c in cs]),
+            question_tokens=mean([len(q.text.split()) for q in qs]),
+            candidate_tokens=mean([len(c.sentence.split()) for c in cs]),
+        )
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("lang")
+
 
 def table10_check(rs: RetrievalSet, name: str | None = None):
     "Our question and candidate counts per language beside the paper's Table 10, with a `match` column."
     import pandas as pd
+
     name = name or rs.name
-    if name not in TABLE10: raise ValueError(f"Table 10 covers {', '.join(TABLE10)}, not {name!r}: pass name=")
+    if name not in TABLE10:
+        raise ValueError(f"Table 10 covers {', '.join(TABLE10)}, not {name!r}: pass name=")
     st = dataset_stats(rs)
     ref = pd.DataFrame.from_dict(TABLE10[name], orient="index", columns=["paper_questions", "paper_candidates"])
     t = st[["questions", "candidates"]].join(ref, how="outer")
@@ -328,9 +571,11 @@ def demo_set(langs=None) -> RetrievalSet:
 # %% ../nbs/00_data.ipynb #2ba37dad
 KNOWN_SETS = ("xquad-r", "mlqa-r", "afriqa", "mintaka", "ntrex128", "miracl-topics-qrels")
 
+
 def _check_one(name: str, root: Path):
     "Load data set `name` under `root`; return (table to print, ok)."
     import pandas as pd
+
     if name in LAREQA_LANGS:
         # the languages present; a missing one shows as a mismatch against Table 10 below
         langs = [l for l in LAREQA_LANGS[name] if (root / name / f"{l}.json").is_file()] or None
@@ -339,46 +584,79 @@ def _check_one(name: str, root: Path):
         return t, bool(t.match.all())
     if name == "afriqa":
         from hybrid_replication.pairs import afriqa_inventory
+
         return afriqa_inventory(data_dir=root), True
     if name == "mintaka":
         from hybrid_replication.pairs import mintaka_pairs
+
         ps = mintaka_pairs(data_dir=root)
-        return pd.Series({"pairs": len(ps), "questions": len({p.qid for p in ps}), "languages": len({p.query_lang for p in ps})}).to_frame("mintaka"), True
+        return pd.Series(
+            {"pairs": len(ps), "questions": len({p.qid for p in ps}), "languages": len({p.query_lang for p in ps})}
+        ).to_frame("mintaka"), True
     if name == "ntrex128":
         from hybrid_replication.pairs import ntrex_inventory
+
         inv = ntrex_inventory(data_dir=root)
-        return pd.Series({"files": len(inv), "languages": inv.lang.nunique(), "lines per file": " ".join(map(str, sorted(set(inv.lines)))),
-                          "mean characters per line": round(float(inv.mean_chars.mean()), 1)}).to_frame("ntrex128"), True
+        return pd.Series(
+            {
+                "files": len(inv),
+                "languages": inv.lang.nunique(),
+                "lines per file": " ".join(map(str, sorted(set(inv.lines)))),
+                "mean characters per line": round(float(inv.mean_chars.mean()), 1),
+            }
+        ).to_frame("ntrex128"), True
     if name == "miracl-topics-qrels":
         from hybrid_replication.miracl_data import miracl_inventory
+
         return miracl_inventory(data_dir=root), True
     raise ValueError(name)
+
 
 def data_check_cli(argv=None) -> int:
     "Check every data set under the data folder (or the demo set when none is configured); 1 on a data error."
     import pandas as pd
+
     ap = argparse.ArgumentParser(prog="hybrid-replication data-check", description=data_check_cli.__doc__)
-    ap.add_argument("--data-dir", default=None, help="data folder (default: $HYBRID_DATA, else the user cache folder)")
+    ap.add_argument(
+        "--data-dir", default=None, help="data folder (default: $HYBRID_DATA, else the user cache folder)"
+    )
     ap.add_argument("--only", action="append", choices=KNOWN_SETS, help="check only this set (repeatable)")
     a = ap.parse_args(argv)
     rc = 0
     with pd.option_context("display.width", 200, "display.max_columns", 20):
-        try: root = data_dir(a.data_dir)
-        except DataError as e: print(f"DATA ERROR {e}"); return 1
+        try:
+            root = data_dir(a.data_dir)
+        except DataError as e:
+            print(f"DATA ERROR {e}")
+            return 1
         present = [n for n in (a.only or KNOWN_SETS) if (root / n).is_dir()]
         if a.data_dir is None and not os.environ.get("HYBRID_DATA") and not present:
-            print(f"no data folder configured (set HYBRID_DATA or --data-dir) and nothing cached in {root}: checking the shipped demo set")
+            print(
+                f"no data folder configured (set HYBRID_DATA or --data-dir) and nothing cached in {root}: checking the shipped demo set"
+            )
             try:
-                t0 = time.perf_counter(); rs = demo_set()
+                t0 = time.perf_counter()
+                rs = demo_set()
                 print(f"demo: loaded in {time.perf_counter() - t0:.2f}s\n{dataset_stats(rs).round(2)}")
-            except DataError as e: print(f"DATA ERROR {e}"); return 1
+            except DataError as e:
+                print(f"DATA ERROR {e}")
+                return 1
             return 0
         print(f"data folder: {root}")
         for name in a.only or KNOWN_SETS:
-            if name not in present: print(f"\n== {name}: MISSING (expected {root / name})"); continue
+            if name not in present:
+                print(f"\n== {name}: MISSING (expected {root / name})")
+                continue
             t0 = time.perf_counter()
-            try: table, ok = _check_one(name, root)
-            except DataError as e: print(f"\n== {name}: DATA ERROR {e}"); rc = 1; continue
-            print(f"\n== {name}: loaded in {time.perf_counter() - t0:.2f}s{'' if ok else '  COUNTS DIFFER FROM THE PAPER'}\n{table}")
-            if not ok: rc = 1
+            try:
+                table, ok = _check_one(name, root)
+            except DataError as e:
+                print(f"\n== {name}: DATA ERROR {e}")
+                rc = 1
+                continue
+            print(
+                f"\n== {name}: loaded in {time.perf_counter() - t0:.2f}s{'' if ok else '  COUNTS DIFFER FROM THE PAPER'}\n{table}"
+            )
+            if not ok:
+                rc = 1
     return rc

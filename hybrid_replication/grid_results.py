@@ -30,15 +30,23 @@ STATISTICS = {
     "multi_r@10_lang_macro": ("pool", "r@10", "lang", "all", "macro"),
     "rank_distance": ("pool", "rank_distance", "lang", "all", "macro"),
 }
-LABELS = {"mono_map": "Mo. mAP", "cross_map": "Cr. mAP", "multi_map": "Mul. mAP (LAReQA)",
-          "multi_map_lang_macro": "Mul. mAP (paper)", "mono_r@1": "Mo. R@1", "cross_r@1": "Cr. R@1",
-          "multi_r@10": "Mul. R@10 (LAReQA)", "multi_r@10_lang_macro": "Mul. R@10 (paper)",
-          "rank_distance": "rank distance"}
+LABELS = {
+    "mono_map": "Mo. mAP",
+    "cross_map": "Cr. mAP",
+    "multi_map": "Mul. mAP (LAReQA)",
+    "multi_map_lang_macro": "Mul. mAP (paper)",
+    "mono_r@1": "Mo. R@1",
+    "cross_r@1": "Cr. R@1",
+    "multi_r@10": "Mul. R@10 (LAReQA)",
+    "multi_r@10_lang_macro": "Mul. R@10 (paper)",
+    "rank_distance": "rank distance",
+}
 
 # %% ../nbs/41_grid_results.ipynb #ca175c95
 class CellMatrices:
     """One cell's per-question values as [group x question id] matrices (NaN where a group lacks the question);
     with `query_lang`, only the questions asked in that language."""
+
     def __init__(self, folder, cell: str, qids: np.ndarray | None = None, query_lang: str | None = None):
         pool, pairs = load_per_question(folder, cell, "pool"), load_per_question(folder, cell, "pairs")
         pairs = pairs.assign(pair=pairs.qlang + ">" + pairs.clang)
@@ -49,13 +57,15 @@ class CellMatrices:
 
     def matrix(self, name: str) -> np.ndarray:
         "The [group x question id] matrix of one statistic's values (computed once)."
-        if name not in self._matrices: self._matrices[name] = self._matrix(name)
+        if name not in self._matrices:
+            self._matrices[name] = self._matrix(name)
         return self._matrices[name]
 
     def _matrix(self, name: str) -> np.ndarray:
         table, value, group, rows, _ = STATISTICS[name]
         df = self.tables[table]
-        if self.query_lang is not None: df = df[df["lang" if table == "pool" else "qlang"] == self.query_lang]
+        if self.query_lang is not None:
+            df = df[df["lang" if table == "pool" else "qlang"] == self.query_lang]
         if rows != "all":
             mono = (df.qlang == df.clang).to_numpy()
             df = df[mono if rows == "mono" else ~mono]
@@ -67,15 +77,22 @@ class CellMatrices:
         m = self.matrix(name)
         present = ~np.isnan(m)
         counts = np.ones((1, len(self.qids))) if counts is None else np.asarray(counts, dtype=np.float64)
-        total = np.where(present, m, 0.0) @ counts.T          # [G, B]
-        weight = present.astype(np.float64) @ counts.T        # [G, B]
-        if STATISTICS[name][4] == "pooled": return total.sum(0) / weight.sum(0)
+        total = np.where(present, m, 0.0) @ counts.T  # [G, B]
+        weight = present.astype(np.float64) @ counts.T  # [G, B]
+        if STATISTICS[name][4] == "pooled":
+            return total.sum(0) / weight.sum(0)
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.nanmean(total / np.where(weight > 0, weight, np.nan), axis=0)
 
 # %% ../nbs/41_grid_results.ipynb #857718a4
-def grid_bootstrap(folder, groups: dict[str, list[str]], statistics=tuple(STATISTICS), n_boot: int = 1000,
-                   seed: int = 0, query_lang: str | None = None) -> dict:
+def grid_bootstrap(
+    folder,
+    groups: dict[str, list[str]],
+    statistics=tuple(STATISTICS),
+    n_boot: int = 1000,
+    seed: int = 0,
+    query_lang: str | None = None,
+) -> dict:
     """For each group of cells (e.g. one sampler's seeds): the mean over its cells of every statistic, and
     `n_boot` bootstrap draws that resample question ids (the same draw for every cell: paired) and, per
     group independently, its cells; `query_lang` restricts every statistic to the questions asked in that language.
@@ -83,7 +100,8 @@ def grid_bootstrap(folder, groups: dict[str, list[str]], statistics=tuple(STATIS
     rng = np.random.default_rng(seed)
     cells = {c: CellMatrices(folder, c, query_lang=query_lang) for cs in groups.values() for c in cs}
     qids = np.array(sorted(set().union(*(set(m.qids) for m in cells.values()))))
-    for m in cells.values(): m.qids = qids   # one question order for all cells (no matrix is built yet)
+    for m in cells.values():
+        m.qids = qids  # one question order for all cells (no matrix is built yet)
     counts = rng.multinomial(len(qids), np.full(len(qids), 1 / len(qids)), size=n_boot)
     picks = {g: rng.integers(0, len(cs), size=(n_boot, len(cs))) for g, cs in groups.items()}
     estimate, draws = {}, {}
@@ -91,7 +109,7 @@ def grid_bootstrap(folder, groups: dict[str, list[str]], statistics=tuple(STATIS
         estimate[g], draws[g] = {}, {}
         for s in statistics:
             measured = np.array([cells[c].statistic(s)[0] for c in cs])
-            per_draw = np.stack([cells[c].statistic(s, counts) for c in cs])   # [cells, B]
+            per_draw = np.stack([cells[c].statistic(s, counts) for c in cs])  # [cells, B]
             estimate[g][s] = float(measured.mean())
             draws[g][s] = per_draw[picks[g], np.arange(n_boot)[:, None]].mean(1)
     return {"estimate": estimate, "draws": draws, "n_boot": n_boot, "n_questions": len(qids)}
@@ -100,6 +118,7 @@ def grid_bootstrap(folder, groups: dict[str, list[str]], statistics=tuple(STATIS
 def _interval(draws: np.ndarray, level: float = 0.95) -> tuple[float, float]:
     lo, hi = np.quantile(draws, [(1 - level) / 2, 1 - (1 - level) / 2])
     return float(lo), float(hi)
+
 
 def headline_table(boot: dict, statistics=None, level: float = 0.95, digits: int = 3) -> pd.DataFrame:
     "One row per group: each statistic as 'mean [low, high]' (rank distance with one decimal)."
@@ -114,6 +133,7 @@ def headline_table(boot: dict, statistics=None, level: float = 0.95, digits: int
         rows[g] = row
     return pd.DataFrame.from_dict(rows, orient="index")
 
+
 def difference(boot: dict, a: str, b: str, statistic: str, level: float = 0.95) -> dict:
     "`a` minus `b` on one statistic: the estimate, its interval, and 'tie' when the interval contains 0."
     est = boot["estimate"][a][statistic] - boot["estimate"][b][statistic]
@@ -127,19 +147,33 @@ def seed_means(folder, cells: list[str], key: str = "per_language") -> pd.DataFr
     frames = [pd.DataFrame(read_json(Path(folder) / c / "result.json")[key]).T for c in cells]
     return sum(frames) / len(frames)
 
+
 def pair_matrix_mean(folder, cells: list[str], metric: str = "map") -> pd.DataFrame:
     "The mean over cells of the (query language x candidate language) matrix of `metric` ('map' or 'r@1')."
     frames = [pd.DataFrame(read_json(Path(folder) / c / "result.json")["pairs"][metric]).T for c in cells]
     return sum(frames) / len(frames)
 
+
 def difference_heatmap(diff: pd.DataFrame, ax=None, title: str = "", limit: float | None = None):
     "A diverging heat-map of a difference of pair matrices (positive: the first is better)."
     import matplotlib.pyplot as plt
     import seaborn as sns
+
     limit = limit or float(np.nanmax(np.abs(diff.to_numpy())))
     ax = ax or plt.subplots(figsize=(1 + 0.55 * diff.shape[1], 0.8 + 0.45 * diff.shape[0]))[1]
-    sns.heatmap(diff, annot=diff.shape[0] <= 12, fmt=".2f", cmap="RdBu", vmin=-limit, vmax=limit, center=0,
-                square=True, ax=ax, annot_kws={"size": 6}, cbar_kws={"label": "mAP difference"})
+    sns.heatmap(
+        diff,
+        annot=diff.shape[0] <= 12,
+        fmt=".2f",
+        cmap="RdBu",
+        vmin=-limit,
+        vmax=limit,
+        center=0,
+        square=True,
+        ax=ax,
+        annot_kws={"size": 6},
+        cbar_kws={"label": "mAP difference"},
+    )
     ax.set_xlabel("candidate language")
     ax.set_ylabel("query language")
     ax.set_title(title)
@@ -148,16 +182,20 @@ def difference_heatmap(diff: pd.DataFrame, ax=None, title: str = "", limit: floa
 # %% ../nbs/41_grid_results.ipynb #987321a4
 SAMPLERS = {"mono": "X-X-mono", "cross": "X-Y", "hybrid": "hybrid", "shuffled": "shuffled"}
 
+
 def sampler_groups(folder, samplers=tuple(SAMPLERS), reference: bool = True) -> dict[str, list[str]]:
     "A grid folder's finished cells by sampler (seeds in order), the untuned reference first when `reference`."
     folder = Path(folder)
     cells = load_cells(folder) if folder.exists() else pd.DataFrame(columns=["cell", "sampler", "seed"])
-    if "sampler" not in cells: cells = cells.assign(sampler=None, seed=None)
+    if "sampler" not in cells:
+        cells = cells.assign(sampler=None, seed=None)
     trained = cells[cells.cell != "untuned"]
     groups = {s: list(trained[trained.sampler == s].sort_values("seed").cell) for s in samplers}
     groups = {s: c for s, c in groups.items() if c}
-    if reference and (folder / "untuned" / "result.json").exists(): groups = {"untuned": ["untuned"], **groups}
+    if reference and (folder / "untuned" / "result.json").exists():
+        groups = {"untuned": ["untuned"], **groups}
     return groups
+
 
 def seeds_finished(groups: dict) -> int:
     "The number of seeds every sampler of `groups` has finished (the reference aside): what a comparison can use."

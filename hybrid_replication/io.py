@@ -15,17 +15,23 @@ __all__ = ['CODE_PATHS', 'atomic_path', 'atomic_write_text', 'atomic_write_json'
 
 # %% ../nbs/09_io.ipynb #deb1da00
 def _pid_alive(pid: int) -> bool:
-    try: os.kill(pid, 0)
-    except ProcessLookupError: return False
-    except PermissionError: return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
     return True
+
 
 def _remove_stale_tmp(path: Path):
     "Remove temporary files of `path` left by writers that were killed (their process no longer exists)."
     for old in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
-        pid = old.name[len(path.name) + 2:].split(".", 1)[0]
+        pid = old.name[len(path.name) + 2 :].split(".", 1)[0]
         if pid.isdigit() and not _pid_alive(int(pid)):
-            with suppress(OSError): old.unlink()
+            with suppress(OSError):
+                old.unlink()
+
 
 @contextmanager
 def atomic_path(path: str | os.PathLike):
@@ -44,21 +50,28 @@ def atomic_path(path: str | os.PathLike):
         os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp): os.remove(tmp)
+        if os.path.exists(tmp):
+            os.remove(tmp)
         raise
 
 # %% ../nbs/09_io.ipynb #0d6e4a38
 def atomic_write_text(path, text: str) -> Path:
     "Write `text` to `path` atomically."
-    with atomic_path(path) as tmp: Path(tmp).write_text(text, encoding="utf-8")
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(text, encoding="utf-8")
     return Path(path)
+
 
 def _finite_or_null(obj):
     "NaN and infinities as JSON null (bare `NaN` is not JSON); a result that is undefined reads back as None."
-    if isinstance(obj, float) and not math.isfinite(obj): return None
-    if isinstance(obj, dict): return {k: _finite_or_null(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)): return [_finite_or_null(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite_or_null(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite_or_null(v) for v in obj]
     return obj
+
 
 def atomic_write_json(path, obj, indent=1) -> Path:
     """Write `obj` as JSON to `path` atomically (keys kept in insertion order, non-ASCII kept readable;
@@ -66,15 +79,20 @@ def atomic_write_json(path, obj, indent=1) -> Path:
     plain = _finite_or_null(jsonable(obj))
     return atomic_write_text(path, json.dumps(plain, indent=indent, ensure_ascii=False, allow_nan=False) + "\n")
 
+
 def jsonable(obj):
     "`obj` as it reads back from JSON (tuples become lists, numpy values plain numbers): for comparing with a file."
     return json.loads(json.dumps(obj, ensure_ascii=False, default=_json_default))
 
+
 def _json_default(o):
     # numpy scalars and arrays, Paths and sets turn up in results; write them as plain JSON
-    if hasattr(o, "tolist"): return o.tolist()
-    if isinstance(o, (set, frozenset)): return sorted(o)
-    if isinstance(o, Path): return str(o)
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    if isinstance(o, (set, frozenset)):
+        return sorted(o)
+    if isinstance(o, Path):
+        return str(o)
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 # %% ../nbs/09_io.ipynb #f95451f3
@@ -83,39 +101,54 @@ def read_text(path, missing: str = "file not found") -> str:
     file: missing (`missing` is the message), a folder, a pipe or device (never opened, so never a hang), a
     symlink loop, no permission, or bytes that are not UTF-8."""
     from hybrid_replication.data import DataError
+
     path = Path(path)
-    try: mode = path.stat().st_mode
-    except FileNotFoundError: raise DataError(path, field="file", problem=missing) from None
-    except OSError as e: raise DataError(path, field="file", problem=f"cannot read: {e.strerror or e}") from None
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise DataError(path, field="file", problem=missing) from None
+    except OSError as e:
+        raise DataError(path, field="file", problem=f"cannot read: {e.strerror or e}") from None
     if not stat.S_ISREG(mode):
         kind = "a folder" if stat.S_ISDIR(mode) else "a pipe, socket or device"
         raise DataError(path, field="file", problem=f"not a regular file ({kind})")
-    try: data = path.read_bytes()
-    except OSError as e: raise DataError(path, field="file", problem=f"cannot read: {e.strerror or e}") from None
-    try: return data.decode("utf-8-sig")
-    except UnicodeDecodeError as e: raise DataError(path, f"byte {e.start}", "file", "not UTF-8 text") from None
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise DataError(path, field="file", problem=f"cannot read: {e.strerror or e}") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise DataError(path, f"byte {e.start}", "file", "not UTF-8 text") from None
 
 # %% ../nbs/09_io.ipynb #07d060da
 _ESCAPE_RUN = re.compile(r"(?:\\u[0-9a-fA-F]{4})+")
+
 
 def _lone_surrogate_line(text: str) -> int | None:
     "The first line holding a \\u escape that decodes to half a surrogate pair."
     for i, line in enumerate(text.splitlines(), 1):
         for run in _ESCAPE_RUN.finditer(line):
-            if any(0xD800 <= ord(ch) <= 0xDFFF for ch in json.loads(f'"{run.group(0)}"')): return i
+            if any(0xD800 <= ord(ch) <= 0xDFFF for ch in json.loads(f'"{run.group(0)}"')):
+                return i
     return None
+
 
 def parse_json(text: str, path="<string>"):
     """JSON text as Python objects. Malformed JSON, nesting too deep to parse, and escaped lone surrogates
     (text no UTF-8 file can hold) are a `DataError` naming `path` and the line."""
     from hybrid_replication.data import DataError
-    try: obj = json.loads(text)
+
+    try:
+        obj = json.loads(text)
     except json.JSONDecodeError as e:
         raise DataError(path, f"line {e.lineno} column {e.colno}", "file", f"malformed JSON: {e.msg}") from None
-    except RecursionError: raise DataError(path, field="file", problem="JSON nested too deeply to read") from None
+    except RecursionError:
+        raise DataError(path, field="file", problem="JSON nested too deeply to read") from None
     if re.search(r"\\u[dD][89a-fA-F]", text) and (line := _lone_surrogate_line(text)):
         raise DataError(path, f"line {line}", "file", "a \\u escape is half a surrogate pair, not a character")
     return obj
+
 
 def read_json(path, missing: str = "file not found"):
     "Read a JSON file (a regular UTF-8 file); any problem raises a `DataError` that names it."
@@ -125,7 +158,12 @@ def read_json(path, missing: str = "file not found"):
 def atomic_write_csv_gz(path, df, float_format: str = "%.6g") -> Path:
     "Write DataFrame `df` as gzipped CSV, atomically and byte-reproducibly (no file name or time in the gzip header)."
     import gzip
-    with atomic_path(path) as tmp, open(tmp, "wb") as f, gzip.GzipFile(filename="", mode="wb", fileobj=f, mtime=0) as gz:
+
+    with (
+        atomic_path(path) as tmp,
+        open(tmp, "wb") as f,
+        gzip.GzipFile(filename="", mode="wb", fileobj=f, mtime=0) as gz,
+    ):
         gz.write(df.to_csv(index=False, float_format=float_format).encode("utf-8"))
     return Path(path)
 
@@ -135,64 +173,102 @@ def table_path(json_path, name: str) -> Path:
     json_path = Path(json_path)
     return json_path.with_name(f"{json_path.stem}.{name}.csv.gz")
 
+
 def write_result_set(json_path, doc: dict, tables: dict) -> Path:
     """Write a result JSON and its tables (DataFrames, gzipped CSV beside it) as one unit. The tables are written
     first and the JSON last, with each table's sha256 under `tables`: a table left by an interrupted write does not
     match the JSON beside it, and `read_result_table` refuses it."""
     import hashlib
+
     digests = {}
     for name, df in tables.items():
-        digests[name] = hashlib.sha256(atomic_write_csv_gz(table_path(json_path, name), df).read_bytes()).hexdigest()
+        digests[name] = hashlib.sha256(
+            atomic_write_csv_gz(table_path(json_path, name), df).read_bytes()
+        ).hexdigest()
     return atomic_write_json(json_path, {**doc, "tables": digests})
+
 
 def read_result_table(json_path, name: str):
     "Table `name` of a result written by `write_result_set`, checked against the sha256 its JSON recorded."
     import hashlib, pandas as pd
     from hybrid_replication.data import DataError
+
     path, recorded = table_path(json_path, name), read_json(json_path).get("tables", {}).get(name)
-    try: raw = path.read_bytes()
-    except OSError: raise DataError(path, field="file", problem=f"missing: the table of {Path(json_path).name}") from None
+    try:
+        raw = path.read_bytes()
+    except OSError:
+        raise DataError(path, field="file", problem=f"missing: the table of {Path(json_path).name}") from None
     if recorded and hashlib.sha256(raw).hexdigest() != recorded:
-        raise DataError(path, field="sha256", problem=f"does not match {Path(json_path).name} (a write was "
-                                                      "interrupted between the two files): re-run the command")
+        raise DataError(
+            path,
+            field="sha256",
+            problem=f"does not match {Path(json_path).name} (a write was "
+            "interrupted between the two files): re-run the command",
+        )
     return pd.read_csv(path, compression="gzip")
 
 # %% ../nbs/09_io.ipynb #c5484472
 def cache_dir() -> Path:
     "The per-user cache of this package (rebuilt models, embeddings, downloaded data): `$HYBRID_REPLICATION_CACHE`, else `$XDG_CACHE_HOME/hybrid_replication`, else `~/.cache/hybrid_replication`."
-    if os.environ.get("HYBRID_REPLICATION_CACHE"): return Path(os.environ["HYBRID_REPLICATION_CACHE"]).expanduser()
+    if os.environ.get("HYBRID_REPLICATION_CACHE"):
+        return Path(os.environ["HYBRID_REPLICATION_CACHE"]).expanduser()
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "hybrid_replication"
 
 # %% ../nbs/09_io.ipynb #9acdfd6a
 CODE_PATHS = ("hybrid_replication", "nbs", "configs", "benchmarks", "settings.ini", "setup.py")
+
 
 def git_commit(cwd=None) -> str | None:
     "The current git commit of the checkout (with '+dirty' when the code has uncommitted changes), or None outside git."
     # only code counts as dirty: result files written by one run must not mark the next run's results dirty
     try:
         import hybrid_replication
+
         kw = dict(cwd=cwd or Path(hybrid_replication.__file__).parent, capture_output=True, text=True, timeout=10)
         sha = subprocess.run(["git", "rev-parse", "HEAD"], **kw).stdout.strip()
-        if not sha: return None
+        if not sha:
+            return None
         top = subprocess.run(["git", "rev-parse", "--show-toplevel"], **kw).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS],
-                               **{**kw, "cwd": top}).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS], **{**kw, "cwd": top}
+        ).stdout.strip()
         return sha + ("+dirty" if dirty else "")
-    except Exception: return None
+    except Exception:
+        return None
+
 
 def machine_info() -> dict:
     "What a timing was measured on."
-    info = dict(host=socket.gethostname(), platform=platform.platform(), python=platform.python_version(),
-                processor=platform.processor() or platform.machine(), cpu_count=os.cpu_count())
+    info = dict(
+        host=socket.gethostname(),
+        platform=platform.platform(),
+        python=platform.python_version(),
+        processor=platform.processor() or platform.machine(),
+        cpu_count=os.cpu_count(),
+    )
     try:
         import torch
-        info.update(torch=torch.__version__, torch_threads=torch.get_num_threads(),
-                    cuda=torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)
-    except ImportError: pass
+
+        info.update(
+            torch=torch.__version__,
+            torch_threads=torch.get_num_threads(),
+            cuda=torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        )
+    except ImportError:
+        pass
     return info
+
 
 def provenance(config=None, seed=None, **extra) -> dict:
     "The provenance block of a result file: git commit, config, seed, time, machine, and anything else given."
     from hybrid_replication import __version__
-    return dict(package_version=__version__, git_commit=git_commit(), config=config, seed=seed,
-                created_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), machine=machine_info(), **extra)
+
+    return dict(
+        package_version=__version__,
+        git_commit=git_commit(),
+        config=config,
+        seed=seed,
+        created_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        machine=machine_info(),
+        **extra,
+    )

@@ -10,8 +10,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from .data import DataError, RetrievalSet
-from .io import (atomic_path, atomic_write_csv_gz, atomic_write_json, atomic_write_text, provenance,
-                                   write_result_set)
+from hybrid_replication.io import (
+    atomic_path,
+    atomic_write_csv_gz,
+    atomic_write_json,
+    atomic_write_text,
+    provenance,
+    write_result_set,
+)
 
 # %% auto #0
 __all__ = ['HashedNgramEncoder', 'LareqaIndex', 'candidate_texts', 'encode_texts', 'embedding_cache_dir', 'weights_fingerprint',
@@ -21,6 +27,7 @@ __all__ = ['HashedNgramEncoder', 'LareqaIndex', 'candidate_texts', 'encode_texts
 # %% ../nbs/22_lareqa_eval.ipynb #aa33ee3c
 class HashedNgramEncoder:
     "A deterministic lexical encoder: hashed character n-gram counts, L2-normalised (a baseline, and a fast test double)."
+
     def __init__(self, dim: int = 4096, ngram_range: tuple[int, int] = (3, 4), lowercase: bool = True):
         self.dim, self.ngram_range, self.lowercase = dim, ngram_range, lowercase
         self.name = f"hashed-ngrams-{ngram_range[0]}-{ngram_range[1]}-d{dim}"
@@ -31,27 +38,37 @@ class HashedNgramEncoder:
         for n in range(self.ngram_range[0], self.ngram_range[1] + 1):
             for i in range(max(len(t) - n + 1, 0)):
                 # crc32, not hash(): Python salts str hashes per process, which would break caching
-                v[zlib.crc32(t[i:i + n].encode("utf-8")) % self.dim] += 1.0
+                v[zlib.crc32(t[i : i + n].encode("utf-8")) % self.dim] += 1.0
         return v / max(np.linalg.norm(v), 1e-12)
 
-    def encode(self, texts, kind: str = "query", batch_size: int = 0, show_progress: bool = False, **kw) -> np.ndarray:
+    def encode(
+        self, texts, kind: str = "query", batch_size: int = 0, show_progress: bool = False, **kw
+    ) -> np.ndarray:
         return np.stack([self._one(t) for t in texts]) if len(texts) else np.zeros((0, self.dim), np.float32)
 
-    def encode_queries(self, queries, batch_size: int = 0, **kw): return self.encode(queries, "query")
+    def encode_queries(self, queries, batch_size: int = 0, **kw):
+        return self.encode(queries, "query")
+
     def encode_corpus(self, corpus, batch_size: int = 0, **kw):
-        return self.encode([c if isinstance(c, str) else (c.get("title", "") + " " + c["text"]).strip() for c in corpus], "passage")
+        return self.encode(
+            [c if isinstance(c, str) else (c.get("title", "") + " " + c["text"]).strip() for c in corpus],
+            "passage",
+        )
 
 # %% ../nbs/22_lareqa_eval.ipynb #e4c225ef
 @dataclass
 class LareqaIndex:
     "Array view of a `RetrievalSet`: languages of questions and candidates, and each question's relevant candidate positions in the pool."
+
     name: str
     languages: list[str]
-    q_qid: np.ndarray      # question id (shared by translations), one per question
-    q_lang: np.ndarray     # language of each question
-    c_id: np.ndarray       # candidate id, one per candidate
-    c_lang: np.ndarray     # language of each candidate
-    relevant: list[np.ndarray]  # for question i: sorted positions (into the candidate list) of its relevant candidates
+    q_qid: np.ndarray  # question id (shared by translations), one per question
+    q_lang: np.ndarray  # language of each question
+    c_id: np.ndarray  # candidate id, one per candidate
+    c_lang: np.ndarray  # language of each candidate
+    relevant: list[
+        np.ndarray
+    ]  # for question i: sorted positions (into the candidate list) of its relevant candidates
 
     @classmethod
     def from_set(cls, rs: RetrievalSet) -> "LareqaIndex":
@@ -62,28 +79,55 @@ class LareqaIndex:
         rel = []
         for q in rs.questions:
             cids = rs.relevant.get(q.qid)
-            if not cids: raise DataError(rs.name, record=f"question {q.qid} ({q.lang})", field="relevant", problem="question has no relevant candidate")
+            if not cids:
+                raise DataError(
+                    rs.name,
+                    record=f"question {q.qid} ({q.lang})",
+                    field="relevant",
+                    problem="question has no relevant candidate",
+                )
             missing = sorted(c for c in cids if c not in pos)
-            if missing: raise DataError(rs.name, record=f"question {q.qid}", field="relevant", problem=f"names candidates not in the pool: {missing[:3]}")
+            if missing:
+                raise DataError(
+                    rs.name,
+                    record=f"question {q.qid}",
+                    field="relevant",
+                    problem=f"names candidates not in the pool: {missing[:3]}",
+                )
             rel.append(np.array(sorted(pos[c] for c in cids), dtype=np.int64))
-        q_lang = np.array([q.lang for q in rs.questions]); c_lang = np.array([c.lang for c in rs.candidates])
+        q_lang = np.array([q.lang for q in rs.questions])
+        c_lang = np.array([c.lang for c in rs.candidates])
         langs = sorted(set(q_lang.tolist()) | set(c_lang.tolist()))
-        return cls(rs.name, langs, np.array([q.qid for q in rs.questions]), q_lang,
-                   np.array([c.cid for c in rs.candidates]), c_lang, rel)
+        return cls(
+            rs.name,
+            langs,
+            np.array([q.qid for q in rs.questions]),
+            q_lang,
+            np.array([c.cid for c in rs.candidates]),
+            c_lang,
+            rel,
+        )
 
     @property
-    def n_questions(self) -> int: return len(self.q_qid)
+    def n_questions(self) -> int:
+        return len(self.q_qid)
+
     @property
-    def n_candidates(self) -> int: return len(self.c_id)
+    def n_candidates(self) -> int:
+        return len(self.c_id)
 
     def pair_questions(self, qlang: str, clang: str) -> tuple[np.ndarray, list[np.ndarray]]:
         "The questions in `qlang` with a relevant candidate in `clang`, and those candidates' positions within `clang`'s candidates."
         cpos = np.flatnonzero(self.c_lang == clang)
-        local = np.full(self.n_candidates, -1); local[cpos] = np.arange(len(cpos))
+        local = np.full(self.n_candidates, -1)
+        local[cpos] = np.arange(len(cpos))
         qs, rels = [], []
         for i in np.flatnonzero(self.q_lang == qlang):
-            r = local[self.relevant[i]]; r = r[r >= 0]
-            if len(r): qs.append(i); rels.append(np.sort(r))
+            r = local[self.relevant[i]]
+            r = r[r >= 0]
+            if len(r):
+                qs.append(i)
+                rels.append(np.sort(r))
         return np.array(qs, dtype=np.int64), rels
 
 # %% ../nbs/22_lareqa_eval.ipynb #eb504f9c
@@ -91,74 +135,138 @@ def candidate_texts(rs: RetrievalSet, with_context: bool = False, sep: str = " "
     "The text encoded for each candidate: the sentence, or the sentence followed by its paragraph (LAReQA's input)."
     return [c.sentence + sep + c.context if with_context and c.context else c.sentence for c in rs.candidates]
 
-def encode_texts(encoder, texts: list[str], kind: str, batch_size: int = 32, show_progress: bool = True) -> np.ndarray:
+
+def encode_texts(
+    encoder, texts: list[str], kind: str, batch_size: int = 32, show_progress: bool = True
+) -> np.ndarray:
     "Encode `texts` as queries or passages with any encoder (ours, or BEIR-style `encode_queries`/`encode_corpus`); float32, L2-normalised rows."
-    if len(texts) == 0: return np.zeros((0, 0), np.float32)
-    if hasattr(encoder, "tokenize") and hasattr(encoder, "encode"):  # hybrid_replication.encoder.Encoder: prefixes by kind
-        e = encoder.encode(list(texts), kind=kind, batch_size=batch_size, convert_to="numpy", show_progress=show_progress)
-    elif kind == "query": e = encoder.encode_queries(list(texts), batch_size=batch_size)
-    else: e = encoder.encode_corpus([{"title": "", "text": t} for t in texts], batch_size=batch_size)
-    if hasattr(e, "detach"): e = e.detach().cpu().numpy()
+    if len(texts) == 0:
+        return np.zeros((0, 0), np.float32)
+    if hasattr(encoder, "tokenize") and hasattr(
+        encoder, "encode"
+    ):  # hybrid_replication.encoder.Encoder: prefixes by kind
+        e = encoder.encode(
+            list(texts), kind=kind, batch_size=batch_size, convert_to="numpy", show_progress=show_progress
+        )
+    elif kind == "query":
+        e = encoder.encode_queries(list(texts), batch_size=batch_size)
+    else:
+        e = encoder.encode_corpus([{"title": "", "text": t} for t in texts], batch_size=batch_size)
+    if hasattr(e, "detach"):
+        e = e.detach().cpu().numpy()
     e = np.asarray(e, dtype=np.float32)
     return e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
 
+
 def _digest(*parts) -> str:
     h = hashlib.sha256()
-    for p in parts: h.update(json.dumps(p, ensure_ascii=False, sort_keys=True, default=str).encode("utf-8")); h.update(b"\0")
+    for p in parts:
+        h.update(json.dumps(p, ensure_ascii=False, sort_keys=True, default=str).encode("utf-8"))
+        h.update(b"\0")
     return h.hexdigest()[:16]
+
 
 def embedding_cache_dir() -> Path:
     "Where embeddings are cached: `embeddings/` in the package's cache folder (`hybrid_replication.encoder.cache_dir()`, where models are cached too)."
-    from hybrid_replication.encoder import cache_dir  # imported here: it pulls in torch, which the lexical baseline does not need
+    from hybrid_replication.encoder import (
+        cache_dir,
+    )  # imported here: it pulls in torch, which the lexical baseline does not need
+
     return cache_dir() / "embeddings"
 
+
 def _save_npy(path: Path, arr: np.ndarray):
-    with atomic_path(path) as tmp, open(tmp, "wb") as f: np.save(f, arr)  # a file object: np.save would append '.npy' to a name
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, arr)  # a file object: np.save would append '.npy' to a name
+
 
 def _model_options(encoder) -> dict:
     # what changes an encoder's output besides its weights: recorded in the cache key and in provenance
-    keys = ("name", "pooling", "normalize", "query_prefix", "passage_prefix", "max_query_length", "max_passage_length", "dim", "ngram_range")
+    keys = (
+        "name",
+        "pooling",
+        "normalize",
+        "query_prefix",
+        "passage_prefix",
+        "max_query_length",
+        "max_passage_length",
+        "dim",
+        "ngram_range",
+    )
     return {k: getattr(encoder, k) for k in keys if hasattr(encoder, k)}
+
 
 def weights_fingerprint(encoder) -> str | None:
     "The encoder's `fingerprint()` (a hash of its weights and options), or None when it has none (then caches are keyed on its name and options only)."
     fp = getattr(encoder, "fingerprint", None)
-    if callable(fp): return str(fp())
-    if hasattr(encoder, "state_dict"):  # weights we cannot see: different weights under one name would share a cache entry
-        warnings.warn(f"{type(encoder).__name__} has weights but no fingerprint(): its cached embeddings are keyed on its name and options only", stacklevel=2)
+    if callable(fp):
+        return str(fp())
+    if hasattr(
+        encoder, "state_dict"
+    ):  # weights we cannot see: different weights under one name would share a cache entry
+        warnings.warn(
+            f"{type(encoder).__name__} has weights but no fingerprint(): its cached embeddings are keyed on its name and options only",
+            stacklevel=2,
+        )
     return None
+
 
 def _load_cached(f: Path, n: int) -> np.ndarray | None:
     "The embeddings cached in `f`, or None, with a warning naming the file, when it is unreadable or does not hold `n` rows (it is then encoded again)."
-    try: e = np.load(f)
+    try:
+        e = np.load(f)
     except (OSError, ValueError, EOFError) as err:
-        warnings.warn(f"{f}: unreadable cached embeddings ({type(err).__name__}: {err}); encoding again", stacklevel=3); return None
+        warnings.warn(
+            f"{f}: unreadable cached embeddings ({type(err).__name__}: {err}); encoding again", stacklevel=3
+        )
+        return None
     if e.ndim != 2 or e.shape[0] != n:
-        warnings.warn(f"{f}: cached embeddings have shape {e.shape}, expected {n} rows; encoding again", stacklevel=3); return None
+        warnings.warn(
+            f"{f}: cached embeddings have shape {e.shape}, expected {n} rows; encoding again", stacklevel=3
+        )
+        return None
     return e
 
-def cached_embeddings(encoder, rs: RetrievalSet, model_name: str, with_context: bool = False, batch_size: int = 32,
-                      cache_dir=None, show_progress: bool = True, fingerprint: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+
+def cached_embeddings(
+    encoder,
+    rs: RetrievalSet,
+    model_name: str,
+    with_context: bool = False,
+    batch_size: int = 32,
+    cache_dir=None,
+    show_progress: bool = True,
+    fingerprint: str | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     "Question and candidate embeddings of `rs` (rows in `rs` order), from the cache when present, else encoded one language at a time and cached. Pass `fingerprint` when already computed (it costs a pass over the weights)."
     cache_dir = Path(cache_dir) if cache_dir is not None else embedding_cache_dir()
     opts = dict(model=model_name, with_context=with_context, **_model_options(encoder))
     fp = fingerprint if fingerprint is not None else weights_fingerprint(encoder)
-    if fp is not None: opts["weights"] = fp  # absent (not None) without one: keys of such encoders stay as they were
+    if fp is not None:
+        opts["weights"] = fp  # absent (not None) without one: keys of such encoders stay as they were
     ctexts = candidate_texts(rs, with_context)
-    sides = [("query", [q.text for q in rs.questions], np.array([q.lang for q in rs.questions])),
-             ("passage", ctexts, np.array([c.lang for c in rs.candidates]))]
+    sides = [
+        ("query", [q.text for q in rs.questions], np.array([q.lang for q in rs.questions])),
+        ("passage", ctexts, np.array([c.lang for c in rs.candidates])),
+    ]
     out = []
     for kind, texts, langs in sides:
         emb = None
         for lang in sorted(set(langs.tolist())):
-            sel = np.flatnonzero(langs == lang); part = [texts[i] for i in sel]
-            key = _digest({**opts, "with_context": with_context and kind == "passage"}, part)  # context changes the candidates only
+            sel = np.flatnonzero(langs == lang)
+            part = [texts[i] for i in sel]
+            key = _digest(
+                {**opts, "with_context": with_context and kind == "passage"}, part
+            )  # context changes the candidates only
             f = cache_dir / model_name.replace("/", "__") / rs.name / f"{kind}-{lang}-{key}.npy"
             e = _load_cached(f, len(part)) if f.exists() else None
             if e is None:
-                if show_progress: print(f"encoding {len(part)} {kind} texts in {lang} ({rs.name})", file=sys.stderr, flush=True)
-                e = encode_texts(encoder, part, kind, batch_size, show_progress); _save_npy(f, e)
-            if emb is None: emb = np.zeros((len(texts), e.shape[1]), np.float32)
+                if show_progress:
+                    print(f"encoding {len(part)} {kind} texts in {lang} ({rs.name})", file=sys.stderr, flush=True)
+                e = encode_texts(encoder, part, kind, batch_size, show_progress)
+                _save_npy(f, e)
+            if emb is None:
+                emb = np.zeros((len(texts), e.shape[1]), np.float32)
             emb[sel] = e
         out.append(emb)
     return out[0], out[1]
@@ -166,39 +274,62 @@ def cached_embeddings(encoder, rs: RetrievalSet, model_name: str, with_context: 
 # %% ../nbs/22_lareqa_eval.ipynb #750c89f8
 def _rank_metrics(ranks: list[np.ndarray], ks=(1, 10)) -> dict[str, np.ndarray]:
     "AP, reciprocal rank, recall@k and hit@k per question, from the ranks of its relevant candidates (all of them ranked: n_relevant = len)."
-    from hybrid_replication.metrics import average_precision_from_ranks, recall_at_k_from_ranks, reciprocal_rank_from_ranks, hit_at_k_from_ranks
+    from hybrid_replication.metrics import (
+        average_precision_from_ranks,
+        recall_at_k_from_ranks,
+        reciprocal_rank_from_ranks,
+        hit_at_k_from_ranks,
+    )
+
     n = np.array([len(r) for r in ranks])
     out = {"ap": average_precision_from_ranks(ranks, n), "rr": reciprocal_rank_from_ranks(ranks)}
-    for k in ks: out[f"r@{k}"] = recall_at_k_from_ranks(ranks, n, k); out[f"hit@{k}"] = hit_at_k_from_ranks(ranks, k)
+    for k in ks:
+        out[f"r@{k}"] = recall_at_k_from_ranks(ranks, n, k)
+        out[f"hit@{k}"] = hit_at_k_from_ranks(ranks, k)
     return out
+
 
 @dataclass
 class LareqaResult:
     "Per-question results of one model on one LAReQA set: `pool` (one row per question), `pairs` (one row per question and candidate language), and the pooled ranks for the bias measures."
+
     name: str
     languages: list[str]
-    pool: pd.DataFrame     # qid, lang, n_rel, ap, rr, r@1, hit@1, r@10, hit@10
-    pairs: pd.DataFrame    # qid, qlang, clang, n_rel, ap, rr, r@1, hit@1, r@10, hit@10
-    pool_ranks: list[np.ndarray] = field(repr=False, default_factory=list)      # ranks of each question's relevant candidates in the pool
-    pool_rank_langs: list[np.ndarray] = field(repr=False, default_factory=list) # the language of each of those candidates
+    pool: pd.DataFrame  # qid, lang, n_rel, ap, rr, r@1, hit@1, r@10, hit@10
+    pairs: pd.DataFrame  # qid, qlang, clang, n_rel, ap, rr, r@1, hit@1, r@10, hit@10
+    pool_ranks: list[np.ndarray] = field(
+        repr=False, default_factory=list
+    )  # ranks of each question's relevant candidates in the pool
+    pool_rank_langs: list[np.ndarray] = field(
+        repr=False, default_factory=list
+    )  # the language of each of those candidates
 
     def pair_matrix(self, metric: str = "ap") -> pd.DataFrame:
         "Query language (rows) x candidate language (columns): the mean of `metric` over that pair's questions."
-        return self.pairs.pivot_table(index="qlang", columns="clang", values=metric, aggfunc="mean").reindex(index=self.languages, columns=self.languages)
+        return self.pairs.pivot_table(index="qlang", columns="clang", values=metric, aggfunc="mean").reindex(
+            index=self.languages, columns=self.languages
+        )
 
     def pair_counts(self) -> pd.DataFrame:
         "Number of questions in each (query language, candidate language) pair."
-        return self.pairs.pivot_table(index="qlang", columns="clang", values="ap", aggfunc="size").reindex(index=self.languages, columns=self.languages)
+        return self.pairs.pivot_table(index="qlang", columns="clang", values="ap", aggfunc="size").reindex(
+            index=self.languages, columns=self.languages
+        )
 
     def summary(self) -> dict:
         "The headline numbers: Mo. and Cr. (macro over pairs, as the paper; micro beside), Mul. (mean over questions; macro over query languages beside)."
-        p = self.pairs; mono = p[p.qlang == p.clang]; cross = p[p.qlang != p.clang]
-        s = {"n_questions": len(self.pool), "n_mono_pairs": int(mono.groupby(["qlang", "clang"]).ngroups),
-             "n_cross_pairs": int(cross.groupby(["qlang", "clang"]).ngroups)}
+        p = self.pairs
+        mono = p[p.qlang == p.clang]
+        cross = p[p.qlang != p.clang]
+        s = {
+            "n_questions": len(self.pool),
+            "n_mono_pairs": int(mono.groupby(["qlang", "clang"]).ngroups),
+            "n_cross_pairs": int(cross.groupby(["qlang", "clang"]).ngroups),
+        }
         for setting, d in (("mono", mono), ("cross", cross)):
             for m in ("ap", "r@1"):
                 name = "map" if m == "ap" else m
-                s[f"{setting}_{name}"] = float(d.groupby(["qlang", "clang"])[m].mean().mean())   # macro over pairs
+                s[f"{setting}_{name}"] = float(d.groupby(["qlang", "clang"])[m].mean().mean())  # macro over pairs
                 s[f"{setting}_{name}_micro"] = float(d[m].mean())
         for m in ("ap", "r@10", "hit@10", "r@1"):
             name = "map" if m == "ap" else m
@@ -208,66 +339,126 @@ class LareqaResult:
 
     def per_language(self) -> pd.DataFrame:
         "One row per query language, the paper's Tables 3-6 layout: mono/cross mAP and R@1, multi mAP, R@10 (recall) and hit@10; cross = mean over the other candidate languages."
-        p = self.pairs; mono = p[p.qlang == p.clang]; cross = p[p.qlang != p.clang]
+        p = self.pairs
+        mono = p[p.qlang == p.clang]
+        cross = p[p.qlang != p.clang]
         cm = cross.groupby(["qlang", "clang"])[["ap", "r@1"]].mean().groupby("qlang").mean()
-        t = pd.DataFrame({"mono_map": mono.groupby("qlang").ap.mean(), "cross_map": cm.ap,
-                          "multi_map": self.pool.groupby("lang").ap.mean(),
-                          "mono_r@1": mono.groupby("qlang")["r@1"].mean(), "cross_r@1": cm["r@1"],
-                          "multi_r@10": self.pool.groupby("lang")["r@10"].mean(),
-                          "multi_hit@10": self.pool.groupby("lang")["hit@10"].mean(),
-                          "n_questions": self.pool.groupby("lang").size()}).reindex(self.languages)
+        t = pd.DataFrame(
+            {
+                "mono_map": mono.groupby("qlang").ap.mean(),
+                "cross_map": cm.ap,
+                "multi_map": self.pool.groupby("lang").ap.mean(),
+                "mono_r@1": mono.groupby("qlang")["r@1"].mean(),
+                "cross_r@1": cm["r@1"],
+                "multi_r@10": self.pool.groupby("lang")["r@10"].mean(),
+                "multi_hit@10": self.pool.groupby("lang")["hit@10"].mean(),
+                "n_questions": self.pool.groupby("lang").size(),
+            }
+        ).reindex(self.languages)
         t.index.name = "query_lang"
         return t
 
     def to_json(self) -> dict:
         "Everything but the per-question rows, as plain JSON."
-        r = lambda df: {k: {kk: (None if pd.isna(vv) else float(vv)) for kk, vv in v.items()} for k, v in df.to_dict(orient="index").items()}
-        return {"dataset": self.name, "languages": self.languages, "summary": self.summary(),
-                "per_language": r(self.per_language()),
-                "pairs": {"map": r(self.pair_matrix("ap")), "r@1": r(self.pair_matrix("r@1")), "n_questions": r(self.pair_counts())}}
+        r = lambda df: {
+            k: {kk: (None if pd.isna(vv) else float(vv)) for kk, vv in v.items()}
+            for k, v in df.to_dict(orient="index").items()
+        }
+        return {
+            "dataset": self.name,
+            "languages": self.languages,
+            "summary": self.summary(),
+            "per_language": r(self.per_language()),
+            "pairs": {
+                "map": r(self.pair_matrix("ap")),
+                "r@1": r(self.pair_matrix("r@1")),
+                "n_questions": r(self.pair_counts()),
+            },
+        }
 
-def evaluate_embeddings(rs: RetrievalSet | LareqaIndex, q_emb: np.ndarray, c_emb: np.ndarray, chunk_size: int = 512) -> LareqaResult:
+
+def evaluate_embeddings(
+    rs: RetrievalSet | LareqaIndex, q_emb: np.ndarray, c_emb: np.ndarray, chunk_size: int = 512
+) -> LareqaResult:
     "Score every setting from question and candidate embeddings (rows in `rs` order; cosine similarity)."
     from hybrid_replication.metrics import relevant_ranks
+
     ix = rs if isinstance(rs, LareqaIndex) else LareqaIndex.from_set(rs)
     if q_emb.shape[0] != ix.n_questions or c_emb.shape[0] != ix.n_candidates:
-        raise ValueError(f"{ix.name}: embeddings {q_emb.shape}/{c_emb.shape} do not match {ix.n_questions} questions/{ix.n_candidates} candidates")
+        raise ValueError(
+            f"{ix.name}: embeddings {q_emb.shape}/{c_emb.shape} do not match {ix.n_questions} questions/{ix.n_candidates} candidates"
+        )
     norm = lambda e: (e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)).astype(np.float32)
     q_emb, c_emb = norm(q_emb), norm(c_emb)
     # cand_ids: ties are broken by candidate id (trec_eval: descending), not by position in the pool
-    ranks = [np.asarray(r) for r in relevant_ranks(q_emb, c_emb, ix.relevant, chunk_size=chunk_size, cand_ids=ix.c_id)]
-    pool = pd.DataFrame({"qid": ix.q_qid, "lang": ix.q_lang, "n_rel": [len(r) for r in ix.relevant], **_rank_metrics(ranks)})
+    ranks = [
+        np.asarray(r) for r in relevant_ranks(q_emb, c_emb, ix.relevant, chunk_size=chunk_size, cand_ids=ix.c_id)
+    ]
+    pool = pd.DataFrame(
+        {"qid": ix.q_qid, "lang": ix.q_lang, "n_rel": [len(r) for r in ix.relevant], **_rank_metrics(ranks)}
+    )
     rows = []
     for ql in ix.languages:
         for cl in ix.languages:
             qsel, rel = ix.pair_questions(ql, cl)
-            if not len(qsel): continue
+            if not len(qsel):
+                continue
             cpos = np.flatnonzero(ix.c_lang == cl)
-            pr = [np.asarray(r) for r in relevant_ranks(q_emb[qsel], c_emb[cpos], rel, chunk_size=chunk_size, cand_ids=ix.c_id[cpos])]
-            rows.append(pd.DataFrame({"qid": ix.q_qid[qsel], "qlang": ql, "clang": cl, "n_rel": [len(r) for r in rel], **_rank_metrics(pr)}))
+            pr = [
+                np.asarray(r)
+                for r in relevant_ranks(
+                    q_emb[qsel], c_emb[cpos], rel, chunk_size=chunk_size, cand_ids=ix.c_id[cpos]
+                )
+            ]
+            rows.append(
+                pd.DataFrame(
+                    {
+                        "qid": ix.q_qid[qsel],
+                        "qlang": ql,
+                        "clang": cl,
+                        "n_rel": [len(r) for r in rel],
+                        **_rank_metrics(pr),
+                    }
+                )
+            )
     pairs = pd.concat(rows, ignore_index=True)
     return LareqaResult(ix.name, ix.languages, pool, pairs, ranks, [ix.c_lang[r] for r in ix.relevant])
 
 # %% ../nbs/22_lareqa_eval.ipynb #2d4b6f96
 def paper_dir() -> Path:
     "The folder of the paper's machine-readable tables: `$HYBRID_PAPER`, else the copy shipped in the package (`hybrid_replication/reference`)."
-    if os.environ.get("HYBRID_PAPER"): return Path(os.environ["HYBRID_PAPER"])
+    if os.environ.get("HYBRID_PAPER"):
+        return Path(os.environ["HYBRID_PAPER"])
     import hybrid_replication
+
     return Path(hybrid_replication.__file__).resolve().parent / "reference"
+
 
 def paper_table(name: str = "per_language_map_recall", path=None) -> pd.DataFrame:
     "One of the paper's tables as a DataFrame: 'per_language_map_recall' (Tables 3-6), 'rank_distance' (Tables 7-8), 'miracl' (Tables 12-13)."
     path = Path(path) if path else paper_dir() / f"{name}.csv"
-    if not path.exists(): raise DataError(path, problem="the paper's table is not there (set HYBRID_PAPER to its folder)")
+    if not path.exists():
+        raise DataError(path, problem="the paper's table is not there (set HYBRID_PAPER to its folder)")
     return pd.read_csv(path)
+
 
 def paper_summary(dataset: str) -> pd.DataFrame:
     "The paper's headline numbers for 'XQuAD-R' or 'MLQA-R': one row per (model, sampler), columns named as `LareqaResult.summary()` keys, plus the rank distance."
-    t = paper_table(); t = t[(t.dataset.str.lower() == dataset.lower()) & (t.query_lang == "mean")]
-    key = {("mAP", "mono"): "mono_map", ("mAP", "cross"): "cross_map", ("mAP", "multi"): "multi_map",
-           ("R@1", "mono"): "mono_r@1", ("R@1", "cross"): "cross_r@1", ("R@10", "multi"): "multi_r@10"}
-    t = t.assign(key=[key[m, s] for m, s in zip(t.metric, t.setting)]).pivot_table(index=["model", "sampler"], columns="key", values="value")
-    rd = paper_table("rank_distance"); rd = rd[(rd.dataset.str.lower() == dataset.lower()) & (rd.query_lang == "mean")]
+    t = paper_table()
+    t = t[(t.dataset.str.lower() == dataset.lower()) & (t.query_lang == "mean")]
+    key = {
+        ("mAP", "mono"): "mono_map",
+        ("mAP", "cross"): "cross_map",
+        ("mAP", "multi"): "multi_map",
+        ("R@1", "mono"): "mono_r@1",
+        ("R@1", "cross"): "cross_r@1",
+        ("R@10", "multi"): "multi_r@10",
+    }
+    t = t.assign(key=[key[m, s] for m, s in zip(t.metric, t.setting)]).pivot_table(
+        index=["model", "sampler"], columns="key", values="value"
+    )
+    rd = paper_table("rank_distance")
+    rd = rd[(rd.dataset.str.lower() == dataset.lower()) & (rd.query_lang == "mean")]
     t["rank_distance"] = rd.set_index(["model", "sampler"]).rank_distance
     return t[list(key.values()) + ["rank_distance"]]
 
@@ -275,20 +466,45 @@ def paper_summary(dataset: str) -> pd.DataFrame:
 def headline_cis(res: LareqaResult, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> dict[str, dict]:
     "Bootstrap intervals for Mo./Cr. mAP and R@1 (macro over pairs) and Mul. mAP, R@10, hit@10, resampling question ids (translations stay together)."
     from hybrid_replication.stats import bootstrap_ci
-    p = res.pairs; pair = (p.qlang + ">" + p.clang).to_numpy(); mono = (p.qlang == p.clang).to_numpy()
-    jobs = {f"{setting}_{'map' if m == 'ap' else m}": (p[m].to_numpy()[sel], p.qid.to_numpy()[sel], pair[sel])
-            for setting, sel in (("mono", mono), ("cross", ~mono)) for m in ("ap", "r@1")}
-    jobs |= {f"multi_{'map' if m == 'ap' else m}": (res.pool[m].to_numpy(), res.pool.qid.to_numpy(), None) for m in ("ap", "r@10", "hit@10")}
+
+    p = res.pairs
+    pair = (p.qlang + ">" + p.clang).to_numpy()
+    mono = (p.qlang == p.clang).to_numpy()
+    jobs = {
+        f"{setting}_{'map' if m == 'ap' else m}": (p[m].to_numpy()[sel], p.qid.to_numpy()[sel], pair[sel])
+        for setting, sel in (("mono", mono), ("cross", ~mono))
+        for m in ("ap", "r@1")
+    }
+    jobs |= {
+        f"multi_{'map' if m == 'ap' else m}": (res.pool[m].to_numpy(), res.pool.qid.to_numpy(), None)
+        for m in ("ap", "r@10", "hit@10")
+    }
     out = {}
     for name, (v, g, strata) in jobs.items():
-        if not len(v): continue  # e.g. no cross-lingual pair in a one-language set
+        if not len(v):
+            continue  # e.g. no cross-lingual pair in a one-language set
         iv = bootstrap_ci(v, n_boot=n_boot, ci=level, seed=seed, groups=g, strata=strata)
-        out[name] = {"value": iv.estimate, "low": iv.low, "high": iv.high, "n_boot": n_boot, "level": level, "resampled": "question id"}
+        out[name] = {
+            "value": iv.estimate,
+            "low": iv.low,
+            "high": iv.high,
+            "n_boot": n_boot,
+            "level": level,
+            "resampled": "question id",
+        }
     return out
 
 # %% ../nbs/22_lareqa_eval.ipynb #7ce6fa00
-def evaluate_lareqa(encoder, rs: RetrievalSet, model_name: str | None = None, with_context: bool = False,
-                    batch_size: int = 32, cache_dir=None, chunk_size: int = 512, show_progress: bool = True) -> LareqaResult:
+def evaluate_lareqa(
+    encoder,
+    rs: RetrievalSet,
+    model_name: str | None = None,
+    with_context: bool = False,
+    batch_size: int = 32,
+    cache_dir=None,
+    chunk_size: int = 512,
+    show_progress: bool = True,
+) -> LareqaResult:
     "Encode `rs` once (cached) and score every LAReQA setting."
     model_name = model_name or getattr(encoder, "name", None) or type(encoder).__name__
     q_emb, c_emb = cached_embeddings(encoder, rs, model_name, with_context, batch_size, cache_dir, show_progress)
@@ -298,50 +514,83 @@ def evaluate_lareqa(encoder, rs: RetrievalSet, model_name: str | None = None, wi
 def _float_table(df: pd.DataFrame) -> dict:
     return {k: {kk: float(vv) for kk, vv in v.items()} for k, v in df.to_dict(orient="index").items()}
 
+
 def result_document(res: LareqaResult, ix: LareqaIndex, q_emb: np.ndarray, c_emb: np.ndarray) -> dict:
     """A result as JSON: `LareqaResult.to_json()` plus the bias measures: rank distance, the rank of the
     same-language answer, and the query language's share of the top 10."""
     from hybrid_replication.bias import rank_distance_table, same_language_rank, language_share_at_k
+
     rd = rank_distance_table(res)
     doc = res.to_json()
-    doc["rank_distance"] = {"per_language": {k: float(v) for k, v in rd["mean"].items()}, "macro": float(rd["mean"].mean())}
+    doc["rank_distance"] = {
+        "per_language": {k: float(v) for k, v in rd["mean"].items()},
+        "macro": float(rd["mean"].mean()),
+    }
     doc["same_language_rank"] = _float_table(same_language_rank(res))
     doc["language_share_at_10"] = _float_table(language_share_at_k(q_emb, c_emb, ix, k=10))
     return doc
 
+
 def pool_per_question(res: LareqaResult) -> pd.DataFrame:
     "One row per question of the pooled (Mul.) ranking: AP, R@10, hit@10 and its rank distance (empty with one relevant)."
     from hybrid_replication.bias import rank_distance
-    return res.pool[["qid", "lang", "n_rel", "ap", "r@10", "hit@10"]].assign(rank_distance=rank_distance(res.pool_ranks))
+
+    return res.pool[["qid", "lang", "n_rel", "ap", "r@10", "hit@10"]].assign(
+        rank_distance=rank_distance(res.pool_ranks)
+    )
 
 # %% ../nbs/22_lareqa_eval.ipynb #2a82e778
 def _load_model(name: str, max_query_length=None, max_passage_length=None):
-    if name.startswith("hashed-ngrams"): return HashedNgramEncoder()
+    if name.startswith("hashed-ngrams"):
+        return HashedNgramEncoder()
     from hybrid_replication.encoder import load_encoder
-    kw = {k: v for k, v in dict(max_query_length=max_query_length, max_passage_length=max_passage_length).items() if v}
+
+    kw = {
+        k: v
+        for k, v in dict(max_query_length=max_query_length, max_passage_length=max_passage_length).items()
+        if v
+    }
     return load_encoder(name, **kw)
+
 
 def evaluate_cli(argv=None) -> int:
     "`hybrid-replication evaluate`: one model on one LAReQA set; JSON results with provenance, optional figures."
     ap = argparse.ArgumentParser(prog="hybrid-replication evaluate", description=evaluate_cli.__doc__)
-    ap.add_argument("--model", default="multilingual-e5-small", help="encoder name or folder (load_encoder), or 'hashed-ngrams' for the lexical baseline")
-    ap.add_argument("--dataset", default="xquad-r", help="'xquad-r', 'mlqa-r', 'demo', or a folder in LAReQA format")
+    ap.add_argument(
+        "--model",
+        default="multilingual-e5-small",
+        help="encoder name or folder (load_encoder), or 'hashed-ngrams' for the lexical baseline",
+    )
+    ap.add_argument(
+        "--dataset", default="xquad-r", help="'xquad-r', 'mlqa-r', 'demo', or a folder in LAReQA format"
+    )
     ap.add_argument("--data-dir", default=None, help="data directory (default $HYBRID_DATA)")
     ap.add_argument("--langs", default=None, help="comma-separated languages (default: all)")
     ap.add_argument("--out", default=None, help="result JSON (default results/zero_shot/<dataset>.json)")
     ap.add_argument("--plots", default=None, help="folder for PNG figures")
-    ap.add_argument("--with-context", action="store_true", help="encode candidates as sentence + paragraph (LAReQA's input); default: sentence only")
+    ap.add_argument(
+        "--with-context",
+        action="store_true",
+        help="encode candidates as sentence + paragraph (LAReQA's input); default: sentence only",
+    )
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--max-query-length", type=int, default=64)
     ap.add_argument("--max-passage-length", type=int, default=128)
-    ap.add_argument("--cache-dir", default=None, help="embedding cache folder (default: embedding_cache_dir(), ~/.cache/hybrid_replication/embeddings)")
+    ap.add_argument(
+        "--cache-dir",
+        default=None,
+        help="embedding cache folder (default: embedding_cache_dir(), ~/.cache/hybrid_replication/embeddings)",
+    )
     ap.add_argument("--n-boot", type=int, default=1000)
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     ap.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     a = ap.parse_args(argv)
     from hybrid_replication.data import load_lareqa
+
     if a.threads:
-        import torch; torch.set_num_threads(a.threads)
+        import torch
+
+        torch.set_num_threads(a.threads)
     t0 = time.time()
     rs = load_lareqa(a.dataset, langs=a.langs.split(",") if a.langs else None, data_dir=a.data_dir)
     enc = _load_model(a.model, a.max_query_length, a.max_passage_length)
@@ -352,15 +601,34 @@ def evaluate_cli(argv=None) -> int:
     out = Path(a.out or f"results/zero_shot/{Path(a.dataset).name}.json")
     doc = result_document(res, ix, q_emb, c_emb)
     doc["ci"] = headline_cis(res, n_boot=a.n_boot, seed=a.seed)
-    config = dict(model=a.model, dataset=a.dataset, langs=a.langs, candidate_text="sentence+context" if a.with_context else "sentence",
-                  max_query_length=a.max_query_length, max_passage_length=a.max_passage_length, batch_size=a.batch_size,
-                  encoder_options=_model_options(enc), weights_fingerprint=fp, n_boot=a.n_boot)
-    doc["provenance"] = provenance(config, a.seed, seconds=round(time.time() - t0, 1), command="hybrid-replication evaluate " + " ".join(argv if argv is not None else sys.argv[1:]))
-    write_result_set(out, doc, {"per_question": pool_per_question(res)})   # one unit: the JSON vouches for the table
+    config = dict(
+        model=a.model,
+        dataset=a.dataset,
+        langs=a.langs,
+        candidate_text="sentence+context" if a.with_context else "sentence",
+        max_query_length=a.max_query_length,
+        max_passage_length=a.max_passage_length,
+        batch_size=a.batch_size,
+        encoder_options=_model_options(enc),
+        weights_fingerprint=fp,
+        n_boot=a.n_boot,
+    )
+    doc["provenance"] = provenance(
+        config,
+        a.seed,
+        seconds=round(time.time() - t0, 1),
+        command="hybrid-replication evaluate " + " ".join(argv if argv is not None else sys.argv[1:]),
+    )
+    write_result_set(
+        out, doc, {"per_question": pool_per_question(res)}
+    )  # one unit: the JSON vouches for the table
     if a.plots:
         from hybrid_replication.plots import save_all
+
         save_all(res, a.plots, ci=doc["ci"], title=f"{a.model} on {rs.name}")
     s = doc["summary"]
-    print(f"{rs.name}: Mo. mAP {s['mono_map']:.4f}  Cr. mAP {s['cross_map']:.4f}  Mul. mAP {s['multi_map']:.4f}  "
-          f"Mo. R@1 {s['mono_r@1']:.4f}  Cr. R@1 {s['cross_r@1']:.4f}  Mul. R@10 {s['multi_r@10']:.4f}  RD {doc['rank_distance']['macro']:.1f}  -> {out}")
+    print(
+        f"{rs.name}: Mo. mAP {s['mono_map']:.4f}  Cr. mAP {s['cross_map']:.4f}  Mul. mAP {s['multi_map']:.4f}  "
+        f"Mo. R@1 {s['mono_r@1']:.4f}  Cr. R@1 {s['cross_r@1']:.4f}  Mul. R@10 {s['multi_r@10']:.4f}  RD {doc['rank_distance']['macro']:.1f}  -> {out}"
+    )
     return 0

@@ -14,6 +14,7 @@ __all__ = ['all_gather_with_grad', 'info_nce', 'InfoNCELoss']
 # %% ../nbs/12_loss.ipynb #ae04034e
 class _AllGather(torch.autograd.Function):
     "Concatenate a tensor from every rank along dim 0, with gradients flowing back to every rank's slice."
+
     @staticmethod
     def forward(ctx, x):
         ctx.rank, ctx.n = dist.get_rank(), x.shape[0]
@@ -26,17 +27,27 @@ class _AllGather(torch.autograd.Function):
         # every rank's loss depends on every slice: sum the gradients over ranks, keep our own slice
         grad = grad.contiguous().clone()
         dist.all_reduce(grad, op=dist.ReduceOp.SUM)
-        return grad[ctx.rank * ctx.n:(ctx.rank + 1) * ctx.n]
+        return grad[ctx.rank * ctx.n : (ctx.rank + 1) * ctx.n]
 
-def _distributed() -> bool: return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
 
 def all_gather_with_grad(x: torch.Tensor) -> torch.Tensor:
     "`x` from every DDP rank concatenated along dim 0 (rank order), differentiable; `x` itself outside DDP."
     return _AllGather.apply(x) if _distributed() else x
 
 # %% ../nbs/12_loss.ipynb #b30256f4
-def info_nce(q: torch.Tensor, p: torch.Tensor, hard: torch.Tensor | None = None, temperature: float | None = None,
-             symmetric: bool = False, gather: bool = False, normalize: bool = True) -> torch.Tensor:
+def info_nce(
+    q: torch.Tensor,
+    p: torch.Tensor,
+    hard: torch.Tensor | None = None,
+    temperature: float | None = None,
+    symmetric: bool = False,
+    gather: bool = False,
+    normalize: bool = True,
+) -> torch.Tensor:
     """Mean InfoNCE loss of queries `q` [B, D] against positives `p` [B, D] (row i is query i's positive),
     the other positives of the batch, and hard negatives `hard` ([B*k, D] or [B, k, D], shared by all queries).
 
@@ -46,34 +57,61 @@ def info_nce(q: torch.Tensor, p: torch.Tensor, hard: torch.Tensor | None = None,
     the passages, hard negatives (and queries, for the symmetric term) over DDP ranks with gradients, so
     each rank's queries see the whole global batch; each rank's loss is the mean over its own queries, and
     DDP's gradient averaging then gives the gradient of the loss over the global batch."""
-    if q.ndim != 2 or p.shape != q.shape: raise ValueError(f"q and p must both be [B, D], got {tuple(q.shape)} and {tuple(p.shape)}")
+    if q.ndim != 2 or p.shape != q.shape:
+        raise ValueError(f"q and p must both be [B, D], got {tuple(q.shape)} and {tuple(p.shape)}")
     if hard is not None:
-        if hard.ndim == 3: hard = hard.reshape(-1, hard.shape[-1])
-        if hard.ndim != 2 or hard.shape[1] != q.shape[1]: raise ValueError(f"hard must be [N, {q.shape[1]}] or [B, k, {q.shape[1]}], got {tuple(hard.shape)}")
-    if temperature is not None and not temperature > 0: raise ValueError(f"temperature must be positive or None, got {temperature}")
+        if hard.ndim == 3:
+            hard = hard.reshape(-1, hard.shape[-1])
+        if hard.ndim != 2 or hard.shape[1] != q.shape[1]:
+            raise ValueError(f"hard must be [N, {q.shape[1]}] or [B, k, {q.shape[1]}], got {tuple(hard.shape)}")
+    if temperature is not None and not temperature > 0:
+        raise ValueError(f"temperature must be positive or None, got {temperature}")
     if normalize:
         q, p = F.normalize(q, dim=-1), F.normalize(p, dim=-1)
-        if hard is not None: hard = F.normalize(hard, dim=-1)
+        if hard is not None:
+            hard = F.normalize(hard, dim=-1)
     offset, q_all, p_all, h_all = 0, q, p, hard
     if gather and _distributed():
-        offset = dist.get_rank() * q.shape[0]   # this rank's positives sit at this offset in the gathered batch
+        offset = dist.get_rank() * q.shape[0]  # this rank's positives sit at this offset in the gathered batch
         p_all = all_gather_with_grad(p)
-        if hard is not None: h_all = all_gather_with_grad(hard)
-        if symmetric: q_all = all_gather_with_grad(q)
+        if hard is not None:
+            h_all = all_gather_with_grad(hard)
+        if symmetric:
+            q_all = all_gather_with_grad(q)
     cands = p_all if h_all is None else torch.cat([p_all, h_all])
     scale = 1.0 if temperature is None else 1.0 / temperature
     labels = torch.arange(q.shape[0], device=q.device) + offset
     loss = F.cross_entropy(q @ cands.T * scale, labels)
-    if symmetric: loss = (loss + F.cross_entropy(p @ q_all.T * scale, labels)) / 2
+    if symmetric:
+        loss = (loss + F.cross_entropy(p @ q_all.T * scale, labels)) / 2
     return loss
 
 # %% ../nbs/12_loss.ipynb #fb7505c1
 class InfoNCELoss(torch.nn.Module):
     "`info_nce` with its settings fixed: `InfoNCELoss(temperature=0.05)(q, p, hard)`."
-    def __init__(self, temperature: float | None = None, symmetric: bool = False, gather: bool = False, normalize: bool = True):
+
+    def __init__(
+        self,
+        temperature: float | None = None,
+        symmetric: bool = False,
+        gather: bool = False,
+        normalize: bool = True,
+    ):
         super().__init__()
-        if temperature is not None and not temperature > 0: raise ValueError(f"temperature must be positive or None, got {temperature}")
+        if temperature is not None and not temperature > 0:
+            raise ValueError(f"temperature must be positive or None, got {temperature}")
         self.temperature, self.symmetric, self.gather, self.normalize = temperature, symmetric, gather, normalize
+
     def forward(self, q, p, hard=None):
-        return info_nce(q, p, hard, temperature=self.temperature, symmetric=self.symmetric, gather=self.gather, normalize=self.normalize)
-    def extra_repr(self): return f"temperature={self.temperature}, symmetric={self.symmetric}, gather={self.gather}"
+        return info_nce(
+            q,
+            p,
+            hard,
+            temperature=self.temperature,
+            symmetric=self.symmetric,
+            gather=self.gather,
+            normalize=self.normalize,
+        )
+
+    def extra_repr(self):
+        return f"temperature={self.temperature}, symmetric={self.symmetric}, gather={self.gather}"

@@ -25,8 +25,10 @@ def _padded_ranks(ranks: Sequence[np.ndarray]) -> np.ndarray:
         cols = np.arange(lens.sum()) - np.repeat(np.cumsum(lens) - lens, lens)
         out[rows, cols] = np.concatenate([np.asarray(r, dtype=np.float64) for r in ranks])
         out.sort(axis=1)
-    if (out < 1).any(): raise ValueError("ranks are 1-based: every rank must be >= 1")
+    if (out < 1).any():
+        raise ValueError("ranks are 1-based: every rank must be >= 1")
     return out
+
 
 def _n_relevant(n_relevant, ranks) -> np.ndarray:
     nr = np.broadcast_to(np.asarray(n_relevant, dtype=np.float64), (len(ranks),))
@@ -36,7 +38,10 @@ def _n_relevant(n_relevant, ranks) -> np.ndarray:
         raise ValueError(f"query {i}: n_relevant={nr[i]:g} but {found[i]:g} relevant ranks were given")
     return nr
 
-def _safe_div(a, b): return np.divide(a, b, out=np.zeros_like(a, dtype=np.float64), where=b > 0)
+
+def _safe_div(a, b):
+    return np.divide(a, b, out=np.zeros_like(a, dtype=np.float64), where=b > 0)
+
 
 def average_precision_from_ranks(ranks: Sequence[np.ndarray], n_relevant, k: int | None = None) -> np.ndarray:
     "AP per query (trec_eval `map`, or `map_cut_k` with `k`): mean over the relevant documents of the precision at their rank; unretrieved ones add 0."
@@ -46,28 +51,35 @@ def average_precision_from_ranks(ranks: Sequence[np.ndarray], n_relevant, k: int
     prec = np.where(keep, hits / R, 0.0)
     return _safe_div(prec.sum(1), _n_relevant(n_relevant, ranks))
 
+
 def reciprocal_rank_from_ranks(ranks: Sequence[np.ndarray], k: int | None = None) -> np.ndarray:
     "1 / rank of the first relevant document (0 when none is retrieved, or none in the top `k`)."
     first = _padded_ranks(ranks)[:, 0]
-    if k is not None: first = np.where(first <= k, first, np.inf)
+    if k is not None:
+        first = np.where(first <= k, first, np.inf)
     return 1.0 / first
+
 
 def recall_at_k_from_ranks(ranks: Sequence[np.ndarray], n_relevant, k: int) -> np.ndarray:
     "Fraction of the relevant documents that are in the top `k` (trec_eval `recall_k`)."
     return _safe_div((_padded_ranks(ranks) <= k).sum(1).astype(np.float64), _n_relevant(n_relevant, ranks))
 
+
 def hit_at_k_from_ranks(ranks: Sequence[np.ndarray], k: int) -> np.ndarray:
     "1 when any relevant document is in the top `k`, else 0 (trec_eval `success_k`; the 'R@k' of papers that mean 'any')."
     return (_padded_ranks(ranks)[:, 0] <= k).astype(np.float64)
+
 
 def precision_at_k_from_ranks(ranks: Sequence[np.ndarray], k: int) -> np.ndarray:
     "Relevant documents in the top `k`, divided by `k` (trec_eval `P_k`)."
     return (_padded_ranks(ranks) <= k).sum(1) / float(k)
 
+
 def _ideal_dcg(n_relevant: np.ndarray, k: int | None) -> np.ndarray:
     m = int(n_relevant.max(initial=0)) if k is None else int(min(k, n_relevant.max(initial=0)))
     disc = np.concatenate([[0.0], np.cumsum(1.0 / np.log2(np.arange(2, m + 2)))])
     return disc[np.minimum(n_relevant.astype(np.int64), m)]
+
 
 def ndcg_at_k_from_ranks(ranks: Sequence[np.ndarray], n_relevant, k: int | None = None) -> np.ndarray:
     "nDCG@k with binary gains (trec_eval `ndcg_cut_k` when every relevant judgement is 1); `k=None` is trec_eval `ndcg`."
@@ -79,59 +91,87 @@ def ndcg_at_k_from_ranks(ranks: Sequence[np.ndarray], n_relevant, k: int | None 
 # %% ../nbs/20_metrics.ipynb #deec3ae7
 _MEASURE = re.compile(r"^(map|ndcg|recip_rank)$|^(map_cut|ndcg_cut|recall|P|success|hit)[_.@](\d+)$")
 
+
 def parse_measure(name: str) -> tuple[str, int | None]:
     "Split a measure name such as 'ndcg_cut_10' (or trec_eval's 'ndcg_cut.10') into ('ndcg_cut', 10)."
     m = _MEASURE.match(name)
-    if not m: raise ValueError(f"unknown measure {name!r}: use map, map_cut_k, ndcg, ndcg_cut_k, recall_k, P_k, recip_rank, success_k or hit_k")
-    if m.group(1): return m.group(1), None
+    if not m:
+        raise ValueError(
+            f"unknown measure {name!r}: use map, map_cut_k, ndcg, ndcg_cut_k, recall_k, P_k, recip_rank, success_k or hit_k"
+        )
+    if m.group(1):
+        return m.group(1), None
     k = int(m.group(3))
-    if k < 1: raise ValueError(f"measure {name!r}: the cutoff must be >= 1")
+    if k < 1:
+        raise ValueError(f"measure {name!r}: the cutoff must be >= 1")
     return m.group(2), k
+
 
 def trec_order(scores: Mapping[str, float]) -> list[str]:
     "Document ids sorted as trec_eval ranks them: score descending, then document id descending."
     for d, s in scores.items():
-        if not math.isfinite(s): raise ValueError(f"document {d!r}: score {s!r} is not a finite number")
+        if not math.isfinite(s):
+            raise ValueError(f"document {d!r}: score {s!r} is not a finite number")
     return sorted(scores, key=lambda d: (scores[d], d), reverse=True)
 
 # %% ../nbs/20_metrics.ipynb #cce5181c
 def _graded_ndcg(gains: list[float], judged: Sequence[float], k: int | None) -> float:
     "nDCG with graded gains: `gains` in rank order (0 for unjudged), ideal from the judged values."
     ideal = sorted((g for g in judged if g > 0), reverse=True)
-    if k is not None: gains, ideal = gains[:k], ideal[:k]
+    if k is not None:
+        gains, ideal = gains[:k], ideal[:k]
     idcg = sum(g / math.log2(i + 2) for i, g in enumerate(ideal))
-    if idcg == 0: return 0.0
+    if idcg == 0:
+        return 0.0
     return sum(g / math.log2(i + 2) for i, g in enumerate(gains) if g > 0) / idcg
 
-def _query_measures(qrel: Mapping[str, int], scores: Mapping[str, float], parsed, relevance_level: int) -> dict[str, float]:
+
+def _query_measures(
+    qrel: Mapping[str, int], scores: Mapping[str, float], parsed, relevance_level: int
+) -> dict[str, float]:
     ranked = trec_order(scores)
     rel_ranks = [np.array([i + 1 for i, d in enumerate(ranked) if qrel.get(d, 0) >= relevance_level])]
     n_rel = sum(1 for r in qrel.values() if r >= relevance_level)
     out = {}
     for name, (kind, k) in parsed.items():
-        if kind in ("map", "map_cut"): v = average_precision_from_ranks(rel_ranks, n_rel, k)[0]
-        elif kind == "recip_rank": v = reciprocal_rank_from_ranks(rel_ranks)[0]
-        elif kind == "recall": v = recall_at_k_from_ranks(rel_ranks, n_rel, k)[0]
-        elif kind in ("success", "hit"): v = hit_at_k_from_ranks(rel_ranks, k)[0]
-        elif kind == "P": v = precision_at_k_from_ranks(rel_ranks, k)[0]
-        else: v = _graded_ndcg([max(qrel.get(d, 0), 0) for d in ranked], list(qrel.values()), k) if n_rel else 0.0
+        if kind in ("map", "map_cut"):
+            v = average_precision_from_ranks(rel_ranks, n_rel, k)[0]
+        elif kind == "recip_rank":
+            v = reciprocal_rank_from_ranks(rel_ranks)[0]
+        elif kind == "recall":
+            v = recall_at_k_from_ranks(rel_ranks, n_rel, k)[0]
+        elif kind in ("success", "hit"):
+            v = hit_at_k_from_ranks(rel_ranks, k)[0]
+        elif kind == "P":
+            v = precision_at_k_from_ranks(rel_ranks, k)[0]
+        else:
+            v = _graded_ndcg([max(qrel.get(d, 0), 0) for d in ranked], list(qrel.values()), k) if n_rel else 0.0
         out[name] = float(v)
     return out
 
-def evaluate_run(qrels: Mapping[str, Mapping[str, int]], run: Mapping[str, Mapping[str, float]],
-                 measures: Sequence[str] = ("map", "ndcg_cut_10", "recall_100", "recip_rank"),
-                 complete: bool = False, relevance_level: int = 1) -> dict[str, dict[str, float]]:
+
+def evaluate_run(
+    qrels: Mapping[str, Mapping[str, int]],
+    run: Mapping[str, Mapping[str, float]],
+    measures: Sequence[str] = ("map", "ndcg_cut_10", "recall_100", "recip_rank"),
+    complete: bool = False,
+    relevance_level: int = 1,
+) -> dict[str, dict[str, float]]:
     "Per-query values `{qid: {measure: value}}` for the queries of `qrels`, with trec_eval's conventions."
     parsed = {m: parse_measure(m) for m in measures}
     out = {}
     for qid, qrel in qrels.items():
-        if qid in run: out[qid] = _query_measures(qrel, run[qid], parsed, relevance_level)
-        elif complete: out[qid] = {m: 0.0 for m in measures}  # trec_eval -c: a missing query counts as 0
+        if qid in run:
+            out[qid] = _query_measures(qrel, run[qid], parsed, relevance_level)
+        elif complete:
+            out[qid] = {m: 0.0 for m in measures}  # trec_eval -c: a missing query counts as 0
     return out
+
 
 def mean_measures(per_query: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
     "The mean of each measure over the queries of `per_query` (what trec_eval prints as 'all')."
-    if not per_query: return {}
+    if not per_query:
+        return {}
     names = next(iter(per_query.values())).keys()
     return {m: float(np.mean([v[m] for v in per_query.values()])) for m in names}
 
@@ -140,16 +180,23 @@ def score_chunks(q_emb, c_emb, chunk_size: int = 256) -> Iterator[tuple[int, tor
     "Yield `(start, scores)` with the inner products of `chunk_size` queries against all candidates."
     q, c = torch.as_tensor(np.asarray(q_emb)), torch.as_tensor(np.asarray(c_emb))
     if q.ndim != 2 or c.ndim != 2 or q.shape[1] != c.shape[1]:
-        raise ValueError(f"embeddings must be [n, d] with the same d: queries {tuple(q.shape)}, candidates {tuple(c.shape)}")
+        raise ValueError(
+            f"embeddings must be [n, d] with the same d: queries {tuple(q.shape)}, candidates {tuple(c.shape)}"
+        )
     c = c.to(q.dtype)
-    for s in range(0, q.shape[0], chunk_size): yield s, q[s:s + chunk_size] @ c.T
+    for s in range(0, q.shape[0], chunk_size):
+        yield s, q[s : s + chunk_size] @ c.T
+
 
 def tie_keys(cand_ids: Sequence | None, n: int) -> np.ndarray:
     "Integers that order candidates as trec_eval breaks ties: larger key = larger id = ranked first among equal scores."
-    if cand_ids is None: return np.arange(n, dtype=np.int64)
-    if len(cand_ids) != n: raise ValueError(f"cand_ids has {len(cand_ids)} ids for {n} candidates")
+    if cand_ids is None:
+        return np.arange(n, dtype=np.int64)
+    if len(cand_ids) != n:
+        raise ValueError(f"cand_ids has {len(cand_ids)} ids for {n} candidates")
     ids = [str(i) for i in cand_ids]
-    if len(set(ids)) != n: raise ValueError("cand_ids must be unique")
+    if len(set(ids)) != n:
+        raise ValueError("cand_ids must be unique")
     keys = np.empty(n, dtype=np.int64)
     keys[sorted(range(n), key=ids.__getitem__)] = np.arange(n)
     return keys
@@ -157,23 +204,31 @@ def tie_keys(cand_ids: Sequence | None, n: int) -> np.ndarray:
 # %% ../nbs/20_metrics.ipynb #bc050b33
 def _above_counts(srs, order, slot, rows, B, m):
     "For each relevant score (original order): how many values have a larger slot, from the slots of the values."
-    hist = torch.zeros(B * (m + 1), dtype=torch.long).index_add_(0, rows * (m + 1) + slot, torch.ones((), dtype=torch.long).expand(len(slot)))
-    above = hist.view(B, m + 1).flip(1).cumsum(1).flip(1)[:, 1:]   # above[:, j] = #values in slots > j
+    hist = torch.zeros(B * (m + 1), dtype=torch.long).index_add_(
+        0, rows * (m + 1) + slot, torch.ones((), dtype=torch.long).expand(len(slot))
+    )
+    above = hist.view(B, m + 1).flip(1).cumsum(1).flip(1)[:, 1:]  # above[:, j] = #values in slots > j
     return torch.empty_like(above).scatter_(1, order, above)
 
-def ranks_in_scores(scores: torch.Tensor, relevant: Sequence[np.ndarray], keys: torch.Tensor,
-                    survivor_share: float = 0.25) -> list[np.ndarray]:
+
+def ranks_in_scores(
+    scores: torch.Tensor, relevant: Sequence[np.ndarray], keys: torch.Tensor, survivor_share: float = 0.25
+) -> list[np.ndarray]:
     "1-based trec_eval ranks of `relevant[i]` (candidate indices) in row i of `scores` [B, N]."
     B, N = scores.shape
     lens = [len(r) for r in relevant]
     m = max(lens, default=0)
-    if m == 0: return [np.zeros(0, dtype=np.int64) for _ in relevant]
-    idx = torch.zeros((B, m), dtype=torch.long); pad = torch.ones((B, m), dtype=torch.bool)
+    if m == 0:
+        return [np.zeros(0, dtype=np.int64) for _ in relevant]
+    idx = torch.zeros((B, m), dtype=torch.long)
+    pad = torch.ones((B, m), dtype=torch.bool)
     for i, r in enumerate(relevant):
         r = np.asarray(r, dtype=np.int64)
-        if len(r) and (r.min() < 0 or r.max() >= N): raise IndexError(f"relevant candidate index out of range [0, {N}) in query {i} of the chunk")
-        idx[i, :len(r)] = torch.from_numpy(r); pad[i, :len(r)] = False
-    rel_s = scores.gather(1, idx).masked_fill(pad, float("inf"))   # +inf padding: no score reaches it
+        if len(r) and (r.min() < 0 or r.max() >= N):
+            raise IndexError(f"relevant candidate index out of range [0, {N}) in query {i} of the chunk")
+        idx[i, : len(r)] = torch.from_numpy(r)
+        pad[i, : len(r)] = False
+    rel_s = scores.gather(1, idx).masked_fill(pad, float("inf"))  # +inf padding: no score reaches it
     srs, order = torch.sort(rel_s, dim=1)
     # Each candidate falls in a slot between two of the row's m sorted relevant scores (a binary
     # search among m values, not m comparisons); counting the slots gives, for each relevant score,
@@ -185,14 +240,20 @@ def ranks_in_scores(scores: torch.Tensor, relevant: Sequence[np.ndarray], keys: 
         vals, seq = scores[rows, cols][:, None], srs[rows]
         gt = _above_counts(srs, order, torch.searchsorted(seq, vals, right=False).squeeze(1), rows, B, m)
         ge = _above_counts(srs, order, torch.searchsorted(seq, vals, right=True).squeeze(1), rows, B, m)
-        tied = ((ge - gt > 1) & ~pad).any(1)       # something other than itself has its score
+        tied = ((ge - gt > 1) & ~pad).any(1)  # something other than itself has its score
     else:
-        slot = torch.searchsorted(srs, scores.contiguous(), right=False)        # [B, N]: #relevant scores < candidate's
-        hist = torch.zeros((B, m + 1), dtype=torch.long).scatter_add_(1, slot, torch.ones((), dtype=torch.long).expand(B, N))
+        slot = torch.searchsorted(srs, scores.contiguous(), right=False)  # [B, N]: #relevant scores < candidate's
+        hist = torch.zeros((B, m + 1), dtype=torch.long).scatter_add_(
+            1, slot, torch.ones((), dtype=torch.long).expand(B, N)
+        )
         above = hist.flip(1).cumsum(1).flip(1)[:, 1:]
         gt = torch.empty_like(above).scatter_(1, order, above)
-        equal = (srs.gather(1, slot.clamp(max=m - 1)) == scores).sum(1)           # candidates whose score is some relevant score
-        tied = (equal > torch.tensor(lens)) | ((srs[:, 1:] == srs[:, :-1]) & torch.isfinite(srs[:, 1:])).any(1)  # ...or two relevant tie
+        equal = (srs.gather(1, slot.clamp(max=m - 1)) == scores).sum(
+            1
+        )  # candidates whose score is some relevant score
+        tied = (equal > torch.tensor(lens)) | ((srs[:, 1:] == srs[:, :-1]) & torch.isfinite(srs[:, 1:])).any(
+            1
+        )  # ...or two relevant tie
     rank = gt + 1
     # ties: rows where some candidate shares a relevant score (rare with float scores) get the id rule, one by one
     for i in torch.nonzero(tied, as_tuple=True)[0].tolist():
@@ -200,36 +261,57 @@ def ranks_in_scores(scores: torch.Tensor, relevant: Sequence[np.ndarray], keys: 
             same = scores[i] == rel_s[i, j]
             rank[i, j] += int((same & (keys > keys[idx[i, j]])).sum())
     rank = rank.numpy()
-    return [rank[i, :lens[i]].copy() for i in range(B)]
+    return [rank[i, : lens[i]].copy() for i in range(B)]
 
-def relevant_ranks(q_emb, c_emb, relevant: Sequence[np.ndarray], chunk_size: int = 256,
-                   cand_ids: Sequence | None = None, progress: bool = False, survivor_share: float = 0.25) -> list[np.ndarray]:
+
+def relevant_ranks(
+    q_emb,
+    c_emb,
+    relevant: Sequence[np.ndarray],
+    chunk_size: int = 256,
+    cand_ids: Sequence | None = None,
+    progress: bool = False,
+    survivor_share: float = 0.25,
+) -> list[np.ndarray]:
     "For each query, the 1-based ranks (trec_eval order, ties by candidate id descending) of its relevant candidates among all candidates."
-    if len(relevant) != len(q_emb): raise ValueError(f"relevant has {len(relevant)} entries for {len(q_emb)} queries")
+    if len(relevant) != len(q_emb):
+        raise ValueError(f"relevant has {len(relevant)} entries for {len(q_emb)} queries")
     keys = torch.from_numpy(tie_keys(cand_ids, len(c_emb)))
     chunks = score_chunks(q_emb, c_emb, chunk_size)
     if progress:
         from tqdm.auto import tqdm
+
         chunks = tqdm(chunks, total=math.ceil(len(q_emb) / chunk_size), desc="ranking", unit="chunk")
     out = []
-    for s, S in chunks: out += ranks_in_scores(S, relevant[s:s + len(S)], keys, survivor_share)
+    for s, S in chunks:
+        out += ranks_in_scores(S, relevant[s : s + len(S)], keys, survivor_share)
     return out
 
 # %% ../nbs/20_metrics.ipynb #d74068e9
 def topk(q_emb, c_emb_or_index, k: int, chunk_size: int = 4096) -> tuple[np.ndarray, np.ndarray]:
     "Scores and candidate indices [n_queries, k] of the `k` best candidates by inner product (faiss; exact `IndexFlatIP` unless an index is given)."
     import faiss
+
     index = c_emb_or_index
     if not hasattr(index, "search"):
         c = np.ascontiguousarray(np.asarray(c_emb_or_index, dtype=np.float32))
-        index = faiss.IndexFlatIP(c.shape[1]); index.add(c)
+        index = faiss.IndexFlatIP(c.shape[1])
+        index.add(c)
     q = np.ascontiguousarray(np.asarray(q_emb, dtype=np.float32))
     k = min(k, index.ntotal)
     D, I = [np.zeros((0, k), np.float32)], [np.zeros((0, k), np.int64)]
     for s in range(0, len(q), chunk_size):
-        d, i = index.search(q[s:s + chunk_size], k); D.append(d); I.append(i)
+        d, i = index.search(q[s : s + chunk_size], k)
+        D.append(d)
+        I.append(i)
     return np.concatenate(D), np.concatenate(I)
 
-def run_from_topk(qids: Sequence[str], docids: Sequence[str], scores: np.ndarray, indices: np.ndarray) -> dict[str, dict[str, float]]:
+
+def run_from_topk(
+    qids: Sequence[str], docids: Sequence[str], scores: np.ndarray, indices: np.ndarray
+) -> dict[str, dict[str, float]]:
     "A run dictionary `{qid: {docid: score}}` from `topk` output (faiss pads missing hits with index -1; those are dropped)."
-    return {q: {docids[j]: float(s) for s, j in zip(srow, irow) if j >= 0} for q, srow, irow in zip(qids, scores.tolist(), indices.tolist())}
+    return {
+        q: {docids[j]: float(s) for s, j in zip(srow, irow) if j >= 0}
+        for q, srow, irow in zip(qids, scores.tolist(), indices.tolist())
+    }

@@ -6,8 +6,15 @@
 from __future__ import annotations
 import gzip, json, os
 from pathlib import Path
-from .data import (DataError, lang_code, data_dir as _data_root, dataset_file, default_cache_dir,
-                                     is_offline, WHAT_TO_SET)
+from hybrid_replication.data import (
+    DataError,
+    lang_code,
+    data_dir as _data_root,
+    dataset_file,
+    default_cache_dir,
+    is_offline,
+    WHAT_TO_SET,
+)
 from .io import read_text
 
 # %% auto #0
@@ -15,27 +22,57 @@ __all__ = ['MIRACL_PAPER_LANGS', 'MIRACL_SPLITS', 'MIRACL_TSV_SOURCE', 'MIRACL_C
            'miracl_inventory', 'find_corpus', 'download_corpus', 'iter_corpus_file', 'load_corpus']
 
 # %% ../nbs/02_miracl_data.ipynb #c714e706
-MIRACL_PAPER_LANGS = ("sw", "bn", "hi", "ko", "th", "te", "fi", "ja", "es", "fr", "ru", "zh", "fa", "ar", "id")  # the paper's 15
+MIRACL_PAPER_LANGS = (
+    "sw",
+    "bn",
+    "hi",
+    "ko",
+    "th",
+    "te",
+    "fi",
+    "ja",
+    "es",
+    "fr",
+    "ru",
+    "zh",
+    "fa",
+    "ar",
+    "id",
+)  # the paper's 15
 
-MIRACL_SPLITS = {"dev": "ar bn de en es fa fi fr hi id ja ko ru sw te th yo zh".split(),
-                 "train": "ar bn en es fa fi fr hi id ja ko ru sw te th zh".split()}   # MIRACL v1.0 (no train for de, yo)
+MIRACL_SPLITS = {
+    "dev": "ar bn de en es fa fi fr hi id ja ko ru sw te th yo zh".split(),
+    "train": "ar bn en es fa fi fr hi id ja ko ru sw te th zh".split(),
+}  # MIRACL v1.0 (no train for de, yo)
 # anserini-tools holds the same TSV files; in the user cache folder a missing one is fetched from there
 MIRACL_TSV_SOURCE = "https://raw.githubusercontent.com/castorini/anserini-tools/master/topics-and-qrels/{file}"
 
+
 def _tsv_path(kind: str, lang: str, split: str, data_dir=None) -> Path:
-    if split not in MIRACL_SPLITS: raise DataError("miracl", None, "split", f"unknown split {split!r} (dev or train)")
+    if split not in MIRACL_SPLITS:
+        raise DataError("miracl", None, "split", f"unknown split {split!r} (dev or train)")
     lang = lang_code(lang, "miracl", None, "lang")
     name = f"{kind}.miracl-v1.0-{lang}-{split}.tsv"
     if lang not in MIRACL_SPLITS[split]:
-        raise DataError(name, None, "lang", f"MIRACL v1.0 has no {split} {kind} for {lang!r} (it has: {' '.join(MIRACL_SPLITS[split])})")
+        raise DataError(
+            name,
+            None,
+            "lang",
+            f"MIRACL v1.0 has no {split} {kind} for {lang!r} (it has: {' '.join(MIRACL_SPLITS[split])})",
+        )
     return dataset_file("miracl-topics-qrels", name, data_dir, MIRACL_TSV_SOURCE.format(file=name))
 
+
 def _tsv_rows(path: Path, ncols: int):
-    text = read_text(path)   # a byte-order mark is dropped, not read into the first id
+    text = read_text(path)  # a byte-order mark is dropped, not read into the first id
     for i, line in enumerate(text.splitlines(), 1):
-        if not line.strip(): continue
+        if not line.strip():
+            continue
         cols = line.split("\t")
-        if len(cols) != ncols: raise DataError(path, f"line {i}", "columns", f"expected {ncols} tab-separated columns, got {len(cols)}")
+        if len(cols) != ncols:
+            raise DataError(
+                path, f"line {i}", "columns", f"expected {ncols} tab-separated columns, got {len(cols)}"
+            )
         yield i, cols
 
 # %% ../nbs/02_miracl_data.ipynb #0a1f6df3
@@ -45,11 +82,17 @@ def load_topics(lang: str, split: str = "dev", data_dir=None) -> dict[str, str]:
     out = {}
     for i, (qid, text) in _tsv_rows(path, 2):
         qid, text = qid.strip(), text.strip()
-        if not qid: raise DataError(path, f"line {i}", "query_id", "empty string")
-        if not text: raise DataError(path, f"line {i}", "query", "empty string")
-        if qid in out and out[qid] != text: raise DataError(path, f"line {i}", "query", f"query id {qid!r} already has a different text: {out[qid]!r}")
+        if not qid:
+            raise DataError(path, f"line {i}", "query_id", "empty string")
+        if not text:
+            raise DataError(path, f"line {i}", "query", "empty string")
+        if qid in out and out[qid] != text:
+            raise DataError(
+                path, f"line {i}", "query", f"query id {qid!r} already has a different text: {out[qid]!r}"
+            )
         out[qid] = text
     return out
+
 
 def load_qrels(lang: str, split: str = "dev", data_dir=None) -> dict[str, dict[str, int]]:
     "MIRACL relevance judgments, trec-style: query id -> {docid: relevance} (judged non-relevant passages kept as 0)."
@@ -57,12 +100,17 @@ def load_qrels(lang: str, split: str = "dev", data_dir=None) -> dict[str, dict[s
     out = {}
     for i, (qid, _, docid, rel) in _tsv_rows(path, 4):
         qid, docid = qid.strip(), docid.strip()
-        if not qid: raise DataError(path, f"line {i}", "query_id", "empty string")
-        if not docid: raise DataError(path, f"line {i}", "docid", "empty string")
-        try: r = int(rel)
-        except ValueError: raise DataError(path, f"line {i}", "relevance", f"not an integer: {rel!r}") from None
+        if not qid:
+            raise DataError(path, f"line {i}", "query_id", "empty string")
+        if not docid:
+            raise DataError(path, f"line {i}", "docid", "empty string")
+        try:
+            r = int(rel)
+        except ValueError:
+            raise DataError(path, f"line {i}", "relevance", f"not an integer: {rel!r}") from None
         old = out.setdefault(qid, {}).get(docid)
-        if old is not None and old != r: raise DataError(path, f"line {i}", "relevance", f"({qid}, {docid}) judged {old} earlier and {r} here")
+        if old is not None and old != r:
+            raise DataError(path, f"line {i}", "relevance", f"({qid}, {docid}) judged {old} earlier and {r} here")
         out[qid][docid] = r
     return out
 
@@ -70,24 +118,43 @@ def load_qrels(lang: str, split: str = "dev", data_dir=None) -> dict[str, dict[s
 def miracl_inventory(data_dir=None):
     "Per language and split: queries, judged queries, judgments, relevant judgments."
     import pandas as pd
+
     folder = _data_root(data_dir) / "miracl-topics-qrels"
-    if not folder.is_dir(): raise DataError(folder, field="folder", problem=f"MIRACL topics/qrels not found; {WHAT_TO_SET}")
+    if not folder.is_dir():
+        raise DataError(folder, field="folder", problem=f"MIRACL topics/qrels not found; {WHAT_TO_SET}")
     rows = []
     for f in sorted(folder.glob("topics.miracl-v1.0-*.tsv")):
         lang, split = f.stem.split("-")[-2:]
         t = load_topics(lang, split, data_dir)
-        q = load_qrels(lang, split, data_dir) if (folder / f"qrels.miracl-v1.0-{lang}-{split}.tsv").is_file() else {}
-        rows.append(dict(lang=lang, split=split, queries=len(t), judged=len(q), judgments=sum(map(len, q.values())),
-                         relevant=sum(r > 0 for d in q.values() for r in d.values()), in_paper=lang in MIRACL_PAPER_LANGS))
+        q = (
+            load_qrels(lang, split, data_dir)
+            if (folder / f"qrels.miracl-v1.0-{lang}-{split}.tsv").is_file()
+            else {}
+        )
+        rows.append(
+            dict(
+                lang=lang,
+                split=split,
+                queries=len(t),
+                judged=len(q),
+                judgments=sum(map(len, q.values())),
+                relevant=sum(r > 0 for d in q.values() for r in d.values()),
+                in_paper=lang in MIRACL_PAPER_LANGS,
+            )
+        )
     return pd.DataFrame(rows).set_index(["lang", "split"])
 
 # %% ../nbs/02_miracl_data.ipynb #3b5e9b76
 MIRACL_CORPUS_REPO = "miracl/miracl-corpus"
 
+
 def _corpus_files(p: Path) -> list[Path]:
-    if p.is_file(): return [p]
-    if p.is_dir(): return sorted([*p.glob("*.jsonl"), *p.glob("*.jsonl.gz")])
+    if p.is_file():
+        return [p]
+    if p.is_dir():
+        return sorted([*p.glob("*.jsonl"), *p.glob("*.jsonl.gz")])
     return []
+
 
 def find_corpus(lang: str, data_dir=None) -> list[Path]:
     "The local corpus files of `lang` (data folder, then user cache), or []."
@@ -95,26 +162,54 @@ def find_corpus(lang: str, data_dir=None) -> list[Path]:
     roots = [_data_root(data_dir), default_cache_dir()]
     for root in dict.fromkeys(roots):
         base = root / "miracl-corpus"
-        for cand in (base / f"miracl-corpus-v1.0-{lang}", base / lang, base / f"{lang}.jsonl", base / f"{lang}.jsonl.gz"):
-            if files := _corpus_files(cand): return files
+        for cand in (
+            base / f"miracl-corpus-v1.0-{lang}",
+            base / lang,
+            base / f"{lang}.jsonl",
+            base / f"{lang}.jsonl.gz",
+        ):
+            if files := _corpus_files(cand):
+                return files
     return []
+
 
 def download_corpus(lang: str, timeout: float = 10.0) -> list[Path]:
     "Download the hub's corpus files of `lang` into the user cache folder; fail fast offline."
     lang = lang_code(lang, "miracl-corpus", None, "lang")
     dest = default_cache_dir() / "miracl-corpus"
-    where = (f"put the corpus (JSON lines with docid, title, text; e.g. the hub's miracl-corpus-v1.0-{lang}/docs-*.jsonl.gz) "
-             f"under <data folder>/miracl-corpus/, or pass path=...; {WHAT_TO_SET}")
-    if is_offline(): raise DataError(dest / f"miracl-corpus-v1.0-{lang}", field="corpus", problem=f"MIRACL corpus not found locally, and offline mode is on; {where}")
+    where = (
+        f"put the corpus (JSON lines with docid, title, text; e.g. the hub's miracl-corpus-v1.0-{lang}/docs-*.jsonl.gz) "
+        f"under <data folder>/miracl-corpus/, or pass path=...; {WHAT_TO_SET}"
+    )
+    if is_offline():
+        raise DataError(
+            dest / f"miracl-corpus-v1.0-{lang}",
+            field="corpus",
+            problem=f"MIRACL corpus not found locally, and offline mode is on; {where}",
+        )
     try:
         from huggingface_hub import snapshot_download
-        snapshot_download(repo_id=MIRACL_CORPUS_REPO, repo_type="dataset", allow_patterns=[f"miracl-corpus-v1.0-{lang}/*"],
-                          local_dir=dest, etag_timeout=timeout)
-    except Exception as e:   # connection, authorisation and missing-entry errors all mean the same here
-        raise DataError(dest / f"miracl-corpus-v1.0-{lang}", field="corpus", problem=f"MIRACL corpus not found locally and the hub download failed ({type(e).__name__}: {str(e).splitlines()[0][:200]}); {where}") from None
+
+        snapshot_download(
+            repo_id=MIRACL_CORPUS_REPO,
+            repo_type="dataset",
+            allow_patterns=[f"miracl-corpus-v1.0-{lang}/*"],
+            local_dir=dest,
+            etag_timeout=timeout,
+        )
+    except Exception as e:  # connection, authorisation and missing-entry errors all mean the same here
+        raise DataError(
+            dest / f"miracl-corpus-v1.0-{lang}",
+            field="corpus",
+            problem=f"MIRACL corpus not found locally and the hub download failed ({type(e).__name__}: {str(e).splitlines()[0][:200]}); {where}",
+        ) from None
     files = _corpus_files(dest / f"miracl-corpus-v1.0-{lang}")
-    if not files: raise DataError(dest / f"miracl-corpus-v1.0-{lang}", field="corpus", problem=f"the hub has no files for {lang!r}")
+    if not files:
+        raise DataError(
+            dest / f"miracl-corpus-v1.0-{lang}", field="corpus", problem=f"the hub has no files for {lang!r}"
+        )
     return files
+
 
 def iter_corpus_file(path: Path):
     "(docid, title, text) of every line of one corpus file (plain or gzipped JSON lines), each field checked."
@@ -122,31 +217,45 @@ def iter_corpus_file(path: Path):
     try:
         with opener(path, "rt", encoding="utf-8") as fh:
             for i, line in enumerate(fh, 1):
-                if not line.strip(): continue
-                try: r = json.loads(line)
-                except json.JSONDecodeError as e: raise DataError(path, f"line {i}", "json", f"malformed JSON: {e.msg}") from None
-                if not isinstance(r, dict): raise DataError(path, f"line {i}", "row", "expected a JSON object")
+                if not line.strip():
+                    continue
+                try:
+                    r = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise DataError(path, f"line {i}", "json", f"malformed JSON: {e.msg}") from None
+                if not isinstance(r, dict):
+                    raise DataError(path, f"line {i}", "row", "expected a JSON object")
                 for k in ("docid", "text"):
-                    if not isinstance(r.get(k), str) or not r[k].strip(): raise DataError(path, f"line {i}", k, "missing or empty string")
+                    if not isinstance(r.get(k), str) or not r[k].strip():
+                        raise DataError(path, f"line {i}", k, "missing or empty string")
                 title = r.get("title") or ""
-                if not isinstance(title, str): raise DataError(path, f"line {i}", "title", f"expected str, got {type(title).__name__}")
+                if not isinstance(title, str):
+                    raise DataError(path, f"line {i}", "title", f"expected str, got {type(title).__name__}")
                 yield r["docid"], title, r["text"]
     except (OSError, EOFError) as e:
         raise DataError(path, field="file", problem=f"cannot read ({e})") from None
+
 
 def load_corpus(lang: str, path=None, data_dir=None, docids=None, download: bool = True) -> dict[str, dict]:
     "MIRACL passages of `lang`: docid -> {'title', 'text'}; local files first, else the hub (see above)."
     if path is not None:
         files = _corpus_files(Path(path))
-        if not files: raise DataError(path, field="path", problem="no .jsonl or .jsonl.gz corpus file there")
+        if not files:
+            raise DataError(path, field="path", problem="no .jsonl or .jsonl.gz corpus file there")
     else:
         files = find_corpus(lang, data_dir)
         if not files:
-            if not download: raise DataError(_data_root(data_dir) / "miracl-corpus", field="corpus", problem=f"MIRACL corpus for {lang!r} not found; {WHAT_TO_SET}")
+            if not download:
+                raise DataError(
+                    _data_root(data_dir) / "miracl-corpus",
+                    field="corpus",
+                    problem=f"MIRACL corpus for {lang!r} not found; {WHAT_TO_SET}",
+                )
             files = download_corpus(lang)
     keep = None if docids is None else set(docids)
     out = {}
     for f in files:
         for docid, title, text in iter_corpus_file(f):
-            if keep is None or docid in keep: out[docid] = dict(title=title, text=text)
+            if keep is None or docid in keep:
+                out[docid] = dict(title=title, text=text)
     return out

@@ -19,15 +19,23 @@ __all__ = ['HashedBowEncoder', 'docids_hash', 'encode_corpus_cached', 'build_ind
 # %% ../nbs/24_miracl_eval.ipynb #b608478e
 class HashedBowEncoder:
     "Hashed bag-of-words embeddings: a tiny deterministic stand-in for a dense encoder (`encode_queries`, `encode_corpus`)."
-    def __init__(self, dim: int = 512): self.dim, self.name_or_path = dim, f"hashed-bow-{dim}"
+
+    def __init__(self, dim: int = 512):
+        self.dim, self.name_or_path = dim, f"hashed-bow-{dim}"
+
     def _embed(self, texts: Sequence[str]) -> np.ndarray:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         for i, t in enumerate(texts):
             for w in re.findall(r"\w+", t.lower()):
-                out[i, int.from_bytes(hashlib.blake2b(w.encode(), digest_size=8).digest(), "little") % self.dim] += 1
+                out[
+                    i, int.from_bytes(hashlib.blake2b(w.encode(), digest_size=8).digest(), "little") % self.dim
+                ] += 1
         n = np.linalg.norm(out, axis=1, keepdims=True)
         return out / np.where(n > 0, n, 1)
-    def encode_queries(self, queries: Sequence[str], batch_size: int = 32, **kw) -> np.ndarray: return self._embed(queries)
+
+    def encode_queries(self, queries: Sequence[str], batch_size: int = 32, **kw) -> np.ndarray:
+        return self._embed(queries)
+
     def encode_corpus(self, corpus: Sequence[Mapping], batch_size: int = 32, **kw) -> np.ndarray:
         return self._embed([(d.get("title") or "") + " " + d["text"] for d in corpus])
 
@@ -35,62 +43,115 @@ class HashedBowEncoder:
 def docids_hash(docids: Sequence[str]) -> str:
     "A short fingerprint of an ordered docid list (the cache is valid only for the same passages in the same order)."
     h = hashlib.sha256()
-    for d in docids: h.update(d.encode("utf-8")); h.update(b"\0")
+    for d in docids:
+        h.update(d.encode("utf-8"))
+        h.update(b"\0")
     return h.hexdigest()[:16]
+
 
 def _encoder_name(encoder) -> str:
     "A readable name for provenance: the encoder's `name`, `name_or_path` or `model_name`, else its class."
-    return str(getattr(encoder, "name", None) or getattr(encoder, "name_or_path", None) or getattr(encoder, "model_name", None) or type(encoder).__name__)
+    return str(
+        getattr(encoder, "name", None)
+        or getattr(encoder, "name_or_path", None)
+        or getattr(encoder, "model_name", None)
+        or type(encoder).__name__
+    )
+
 
 def _encoder_key(encoder) -> str:
     "What the corpus cache is keyed on: the encoder's `fingerprint()` (weights and settings) when it has one, else its class and name."
     fp = getattr(encoder, "fingerprint", None)
-    if callable(fp): return f"{type(encoder).__name__}:{fp()}"
+    if callable(fp):
+        return f"{type(encoder).__name__}:{fp()}"
     return f"{type(encoder).__name__}:{_encoder_name(encoder)}"  # a duck-typed encoder: its weights (if any) are not seen
 
-def encode_corpus_cached(encoder, docids: Sequence[str], passages: Sequence[Mapping], cache_dir, batch_size: int = 64,
-                         chunk_size: int = 8192, show_progress: bool = True, encoder_name: str | None = None) -> np.ndarray:
+
+def encode_corpus_cached(
+    encoder,
+    docids: Sequence[str],
+    passages: Sequence[Mapping],
+    cache_dir,
+    batch_size: int = 64,
+    chunk_size: int = 8192,
+    show_progress: bool = True,
+    encoder_name: str | None = None,
+) -> np.ndarray:
     "Embeddings [n, dim] of `passages` (dicts with title, text), written chunk by chunk to a memmap in `cache_dir`; resumes a killed run (same encoder key, corpus and chunks; `encoder_name` overrides the key)."
-    if len(docids) != len(passages): raise ValueError(f"{len(docids)} docids for {len(passages)} passages")
-    cache_dir = Path(cache_dir); cache_dir.mkdir(parents=True, exist_ok=True)
+    if len(docids) != len(passages):
+        raise ValueError(f"{len(docids)} docids for {len(passages)} passages")
+    cache_dir = Path(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
     man_path, emb_path = cache_dir / "manifest.json", cache_dir / "embeddings.f32"
-    key = dict(n=len(docids), chunk_size=chunk_size, docids_sha256=docids_hash(docids),
-               encoder=encoder_name or _encoder_key(encoder), dtype="float32")
+    key = dict(
+        n=len(docids),
+        chunk_size=chunk_size,
+        docids_sha256=docids_hash(docids),
+        encoder=encoder_name or _encoder_key(encoder),
+        dtype="float32",
+    )
     man = json.loads(man_path.read_text()) if man_path.is_file() else None
     if man is None or any(man.get(k) != v for k, v in key.items()) or not emb_path.is_file():
-        man = dict(key, dim=None, done=[])              # nothing reusable: start afresh
+        man = dict(key, dim=None, done=[])  # nothing reusable: start afresh
     n_chunks = math.ceil(len(docids) / chunk_size)
     todo = [c for c in range(n_chunks) if c not in set(man["done"])]
-    mm = None if man["dim"] is None else np.memmap(emb_path, dtype=np.float32, mode="r+", shape=(len(docids), man["dim"]))
+    mm = (
+        None
+        if man["dim"] is None
+        else np.memmap(emb_path, dtype=np.float32, mode="r+", shape=(len(docids), man["dim"]))
+    )
     bar = None
     if show_progress and todo:
         from tqdm.auto import tqdm
-        bar = tqdm(total=len(docids), initial=len(docids) - sum(min(chunk_size, len(docids) - c * chunk_size) for c in todo), desc="encoding corpus", unit="passage")
+
+        bar = tqdm(
+            total=len(docids),
+            initial=len(docids) - sum(min(chunk_size, len(docids) - c * chunk_size) for c in todo),
+            desc="encoding corpus",
+            unit="passage",
+        )
     for c in todo:
         lo, hi = c * chunk_size, min((c + 1) * chunk_size, len(docids))
         e = np.asarray(encoder.encode_corpus(list(passages[lo:hi]), batch_size=batch_size), dtype=np.float32)
-        if e.shape[0] != hi - lo: raise ValueError(f"encoder returned {e.shape[0]} embeddings for {hi - lo} passages")
-        if mm is None:                                   # the dimension is known only after the first chunk
+        if e.shape[0] != hi - lo:
+            raise ValueError(f"encoder returned {e.shape[0]} embeddings for {hi - lo} passages")
+        if mm is None:  # the dimension is known only after the first chunk
             man["dim"] = int(e.shape[1])
             mm = np.memmap(emb_path, dtype=np.float32, mode="w+", shape=(len(docids), man["dim"]))
-        if e.shape[1] != man["dim"]: raise ValueError(f"encoder returned dimension {e.shape[1]}, the cache holds {man['dim']}")
-        mm[lo:hi] = e; mm.flush()
-        man["done"] = sorted(set(man["done"]) | {c}); man["updated_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        if e.shape[1] != man["dim"]:
+            raise ValueError(f"encoder returned dimension {e.shape[1]}, the cache holds {man['dim']}")
+        mm[lo:hi] = e
+        mm.flush()
+        man["done"] = sorted(set(man["done"]) | {c})
+        man["updated_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         atomic_write_json(man_path, man)
-        if bar is not None: bar.update(hi - lo)
-    if bar is not None: bar.close()
+        if bar is not None:
+            bar.update(hi - lo)
+    if bar is not None:
+        bar.close()
     if mm is None:
-        if len(docids) == 0: raise ValueError("empty corpus")
+        if len(docids) == 0:
+            raise ValueError("empty corpus")
         mm = np.memmap(emb_path, dtype=np.float32, mode="r", shape=(len(docids), man["dim"]))
     return np.memmap(emb_path, dtype=np.float32, mode="r", shape=(len(docids), man["dim"]))
 
 # %% ../nbs/24_miracl_eval.ipynb #90c045dd
-def build_index(emb, kind: str = "flat", nlist: int | None = None, nprobe: int = 32, hnsw_m: int = 32,
-                ef_search: int = 256, add_chunk: int = 65536, seed: int = 0):
+def build_index(
+    emb,
+    kind: str = "flat",
+    nlist: int | None = None,
+    nprobe: int = 32,
+    hnsw_m: int = 32,
+    ef_search: int = 256,
+    add_chunk: int = 65536,
+    seed: int = 0,
+):
     "A faiss inner-product index over `emb` [n, dim]: 'flat' (exact), 'ivf' or 'hnsw' (approximate)."
     import faiss
+
     n, d = emb.shape
-    if kind == "flat": index = faiss.IndexFlatIP(d)
+    if kind == "flat":
+        index = faiss.IndexFlatIP(d)
     elif kind == "ivf":
         nlist = nlist or max(1, int(4 * math.sqrt(n)))
         index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
@@ -100,50 +161,103 @@ def build_index(emb, kind: str = "flat", nlist: int | None = None, nprobe: int =
     elif kind == "hnsw":
         index = faiss.IndexHNSWFlat(d, hnsw_m, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efSearch = ef_search
-    else: raise ValueError(f"index kind must be 'flat', 'ivf' or 'hnsw', got {kind!r}")
-    for s in range(0, n, add_chunk): index.add(np.ascontiguousarray(np.asarray(emb[s:s + add_chunk], dtype=np.float32)))
+    else:
+        raise ValueError(f"index kind must be 'flat', 'ivf' or 'hnsw', got {kind!r}")
+    for s in range(0, n, add_chunk):
+        index.add(np.ascontiguousarray(np.asarray(emb[s : s + add_chunk], dtype=np.float32)))
     return index
 
 # %% ../nbs/24_miracl_eval.ipynb #3f572f09
 def _as_corpus(corpus, lang, data_dir) -> tuple[list[str], list[dict]]:
     "Docids and passages from: None (local data folder, else the hub), a path, a {docid: {title, text}} dict, or a list of {docid, title, text}."
     if corpus is None or isinstance(corpus, (str, Path)):
-        corpus = load_corpus(lang, path=corpus, data_dir=data_dir)   # raises DataError at once when there is no way to get it
-    if isinstance(corpus, Mapping): return list(corpus), [dict(title=v.get("title") or "", text=v["text"]) for v in corpus.values()]
+        corpus = load_corpus(
+            lang, path=corpus, data_dir=data_dir
+        )  # raises DataError at once when there is no way to get it
+    if isinstance(corpus, Mapping):
+        return list(corpus), [dict(title=v.get("title") or "", text=v["text"]) for v in corpus.values()]
     docids, passages = [], []
     for i, r in enumerate(corpus):
-        if "docid" not in r or "text" not in r: raise DataError("corpus", f"item {i}", "docid" if "docid" not in r else "text", "missing")
-        docids.append(str(r["docid"])); passages.append(dict(title=r.get("title") or "", text=r["text"]))
+        if "docid" not in r or "text" not in r:
+            raise DataError("corpus", f"item {i}", "docid" if "docid" not in r else "text", "missing")
+        docids.append(str(r["docid"]))
+        passages.append(dict(title=r.get("title") or "", text=r["text"]))
     if len(set(docids)) != len(docids):
-        seen = set(); dup = next(d for d in docids if d in seen or seen.add(d))
-        raise DataError("corpus", f"item {docids.index(dup, docids.index(dup) + 1)}", "docid", f"duplicate docid {dup!r}")
+        seen = set()
+        dup = next(d for d in docids if d in seen or seen.add(d))
+        raise DataError(
+            "corpus", f"item {docids.index(dup, docids.index(dup) + 1)}", "docid", f"duplicate docid {dup!r}"
+        )
     return docids, passages
 
-def evaluate_miracl(encoder, lang: str, split: str = "dev", corpus=None, data_dir=None, cache_dir=None, k: int = 100,
-                    measures: Sequence[str] = ("ndcg_cut_10", "recall_100"), index: str = "flat", batch_size: int = 64,
-                    chunk_size: int = 8192, show_progress: bool = True, keep_run: bool = False, **index_kw) -> dict:
+
+def evaluate_miracl(
+    encoder,
+    lang: str,
+    split: str = "dev",
+    corpus=None,
+    data_dir=None,
+    cache_dir=None,
+    k: int = 100,
+    measures: Sequence[str] = ("ndcg_cut_10", "recall_100"),
+    index: str = "flat",
+    batch_size: int = 64,
+    chunk_size: int = 8192,
+    show_progress: bool = True,
+    keep_run: bool = False,
+    **index_kw,
+) -> dict:
     "MIRACL `lang`/`split` with `encoder`: a top-`k` run scored like `trec_eval -c` (means over all judged queries, per-query values kept)."
     topics, qrels = load_topics(lang, split, data_dir), load_qrels(lang, split, data_dir)
-    qids = [q for q in qrels if q in topics]            # judged queries without a text cannot be run: they score 0 under -c
+    qids = [q for q in qrels if q in topics]  # judged queries without a text cannot be run: they score 0 under -c
     docids, passages = _as_corpus(corpus, lang, data_dir)
     t0 = time.time()
-    key = _encoder_key(encoder)                          # once: a fingerprint hashes every weight
+    key = _encoder_key(encoder)  # once: a fingerprint hashes every weight
     if cache_dir is None:
         import tempfile
+
         with tempfile.TemporaryDirectory() as tmp:
-            emb = np.array(encode_corpus_cached(encoder, docids, passages, tmp, batch_size, chunk_size, show_progress, encoder_name=key))
-    else: emb = encode_corpus_cached(encoder, docids, passages, Path(cache_dir), batch_size, chunk_size, show_progress, encoder_name=key)
+            emb = np.array(
+                encode_corpus_cached(
+                    encoder, docids, passages, tmp, batch_size, chunk_size, show_progress, encoder_name=key
+                )
+            )
+    else:
+        emb = encode_corpus_cached(
+            encoder, docids, passages, Path(cache_dir), batch_size, chunk_size, show_progress, encoder_name=key
+        )
     t_corpus = time.time() - t0
     q_emb = np.asarray(encoder.encode_queries([topics[q] for q in qids], batch_size=batch_size), dtype=np.float32)
     idx = build_index(emb, index, **index_kw)
     scores, ids = topk(q_emb, idx, k)
     run = run_from_topk(qids, docids, scores, ids)
     per_query = evaluate_run(qrels, run, measures, complete=True)
-    res = dict(dataset="miracl", lang=lang, split=split, k=k, index=index, n_queries=len(per_query),
-               n_judged_without_topic=len(qrels) - len(qids), n_passages=len(docids),
-               scores=mean_measures(per_query), per_query=per_query,
-               seconds=dict(corpus=round(t_corpus, 3), total=round(time.time() - t0, 3)),
-               provenance=provenance(dict(lang=lang, split=split, k=k, index=index, measures=list(measures),
-                                          encoder=_encoder_name(encoder), encoder_key=key, index_options=index_kw), None))
-    if keep_run: res["run"] = run
+    res = dict(
+        dataset="miracl",
+        lang=lang,
+        split=split,
+        k=k,
+        index=index,
+        n_queries=len(per_query),
+        n_judged_without_topic=len(qrels) - len(qids),
+        n_passages=len(docids),
+        scores=mean_measures(per_query),
+        per_query=per_query,
+        seconds=dict(corpus=round(t_corpus, 3), total=round(time.time() - t0, 3)),
+        provenance=provenance(
+            dict(
+                lang=lang,
+                split=split,
+                k=k,
+                index=index,
+                measures=list(measures),
+                encoder=_encoder_name(encoder),
+                encoder_key=key,
+                index_options=index_kw,
+            ),
+            None,
+        ),
+    )
+    if keep_run:
+        res["run"] = run
     return res

@@ -13,31 +13,40 @@ __all__ = ['NOTEBOOK_FOLDERS', 'execute_notebook', 'save_notebook', 'notebook_pa
 # %% ../nbs/31_notebooks.ipynb #0debd8a5
 NOTEBOOK_FOLDERS = {"claims": "nbs/claims", "questions": "nbs/questions", "results": "nbs/results"}
 
+
 def _skip(cell, slow: bool) -> bool:
     "Cells that `nbdev_test` would not run: markdown, the export call, `#| eval: false`, and `#| slow` unless `slow`."
-    if cell.cell_type != "code" or "nbdev_export" + "(" in cell.source: return True
+    if cell.cell_type != "code" or "nbdev_export" + "(" in cell.source:
+        return True
     lines = [l.strip() for l in cell.source.splitlines() if l.strip().startswith("#|")]
     directives = {l[2:].strip().split(":")[0].strip(): l for l in lines}
-    if "eval" in directives and "false" in directives["eval"].lower(): return True
+    if "eval" in directives and "false" in directives["eval"].lower():
+        return True
     return "slow" in directives and not slow
+
 
 def execute_notebook(path, slow: bool = False):
     "Run `path` top to bottom, its folder as the working directory: the notebook with its outputs, not yet saved."
     from execnb.nbio import read_nb
     from execnb.shell import CaptureShell
+
     path = Path(path).resolve()
     nb = read_nb(path)
     shell = CaptureShell(path)
     cwd = os.getcwd()
     os.chdir(path.parent)
-    try: shell.run_all(nb, exc_stop=True, preproc=lambda cell: _skip(cell, slow))
-    finally: os.chdir(cwd)
+    try:
+        shell.run_all(nb, exc_stop=True, preproc=lambda cell: _skip(cell, slow))
+    finally:
+        os.chdir(cwd)
     return nb
+
 
 def save_notebook(nb, path) -> Path:
     "Write an executed notebook, cleaned as `nbdev_clean` cleans (its outputs kept)."
     from execnb.nbio import write_nb
     from nbdev.clean import nbdev_clean
+
     write_nb(nb, path)
     nbdev_clean(fname=str(path))
     return Path(path)
@@ -49,31 +58,45 @@ def notebook_paths(targets, root=None) -> list[Path]:
     out = []
     for t in targets:
         p = root / NOTEBOOK_FOLDERS[t] if t in NOTEBOOK_FOLDERS else Path(t)
-        if p.is_dir(): out += sorted(p.glob("*.ipynb"))
-        elif p.suffix == ".ipynb" and p.is_file(): out.append(p)
+        if p.is_dir():
+            out += sorted(p.glob("*.ipynb"))
+        elif p.suffix == ".ipynb" and p.is_file():
+            out.append(p)
         elif t not in NOTEBOOK_FOLDERS:
             raise FileNotFoundError(f"{t}: not a notebook, a folder or one of {sorted(NOTEBOOK_FOLDERS)}")
     return out
 
+
 def notebooks_cli(argv=None) -> int:
     "`hybrid-replication notebooks [claims] [results] [PATH ...]`: execute notebooks in place, saving their outputs."
     ap = argparse.ArgumentParser(prog="hybrid-replication notebooks", description=notebooks_cli.__doc__)
-    ap.add_argument("targets", nargs="*", default=["claims", "questions", "results"],
-                    help="claims, questions, results, folders or .ipynb files (default: the three groups)")
+    ap.add_argument(
+        "targets",
+        nargs="*",
+        default=["claims", "questions", "results"],
+        help="claims, questions, results, folders or .ipynb files (default: the three groups)",
+    )
     ap.add_argument("--slow", action="store_true", help="also run cells marked #| slow")
     a = ap.parse_args(argv)
-    try: paths = notebook_paths(a.targets)
+    try:
+        paths = notebook_paths(a.targets)
     except FileNotFoundError as e:
         print(f"hybrid-replication notebooks: {e}", file=sys.stderr)
         return 2
     done, failed = {}, []
-    for path in paths:   # every notebook runs before any is saved: the code stays clean for the provenance of results
+    for (
+        path
+    ) in paths:  # every notebook runs before any is saved: the code stays clean for the provenance of results
         start = time.time()
-        try: done[path] = execute_notebook(path, a.slow)
+        try:
+            done[path] = execute_notebook(path, a.slow)
         except Exception as e:
             failed.append(path)
-            print(f"{path}: failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", file=sys.stderr)
+            print(
+                f"{path}: failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", file=sys.stderr
+            )
             continue
         print(f"{path}: {time.time() - start:.0f} s", flush=True)
-    for path, nb in done.items(): save_notebook(nb, path)
+    for path, nb in done.items():
+        save_notebook(nb, path)
     return 1 if failed else 0

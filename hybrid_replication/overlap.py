@@ -22,11 +22,13 @@ def _is_blank(cp: int) -> bool:
     cat = unicodedata.category(chr(cp))
     return cat[0] in "PSZ" or cat in ("Cc", "Cf")
 
+
 def normalize_texts(texts: list[str]) -> list[str]:
     "`normalize_text` for a whole list at once: one numpy pass classifies every character (much faster than per-text regexes)."
     folded = [unicodedata.normalize("NFKC", t or "").casefold() for t in texts]
     lens = np.array([len(t) for t in folded], dtype=np.int64)
-    if lens.sum() == 0: return ["" for _ in folded]
+    if lens.sum() == 0:
+        return ["" for _ in folded]
     cps = np.frombuffer("".join(folded).encode("utf-32-le"), dtype=np.uint32)
     # classify each distinct code point once (a corpus has a few thousand), then map every character
     present = np.flatnonzero(np.bincount(cps))
@@ -34,21 +36,26 @@ def normalize_texts(texts: list[str]) -> list[str]:
     table[present] = [_is_blank(int(c)) for c in present]
     joined = np.where(table[cps], np.uint32(32), cps).tobytes().decode("utf-32-le")
     ends = np.cumsum(lens)
-    return [" ".join(joined[e - l:e].split()) for l, e in zip(lens.tolist(), ends.tolist())]
+    return [" ".join(joined[e - l : e].split()) for l, e in zip(lens.tolist(), ends.tolist())]
+
 
 def normalize_text(s: str) -> str:
     "NFKC, casefold, punctuation/symbols/whitespace/controls -> single spaces, stripped."
     return normalize_texts([s])[0]
 
 # %% ../nbs/05_overlap.ipynb #c26ace87
-_M = np.uint64(0x100000001B3)   # FNV prime, the polynomial base
+_M = np.uint64(0x100000001B3)  # FNV prime, the polynomial base
+
 
 def _mix64(x: np.ndarray) -> np.ndarray:
     # splitmix64 finaliser: spreads every input bit over the output, so min-hashing is unbiased
     with np.errstate(over="ignore"):
-        x = x ^ (x >> np.uint64(30)); x = x * np.uint64(0xBF58476D1CE4E5B9)
-        x = x ^ (x >> np.uint64(27)); x = x * np.uint64(0x94D049BB133111EB)
+        x = x ^ (x >> np.uint64(30))
+        x = x * np.uint64(0xBF58476D1CE4E5B9)
+        x = x ^ (x >> np.uint64(27))
+        x = x * np.uint64(0x94D049BB133111EB)
         return x ^ (x >> np.uint64(31))
+
 
 def shingle_hashes(texts: list[str], n: int = 5, normalized: bool = False) -> tuple[np.ndarray, np.ndarray]:
     "All character n-gram hashes of all texts as one flat uint64 array, and offsets: text i owns `hashes[offsets[i]:offsets[i+1]]`."
@@ -56,48 +63,56 @@ def shingle_hashes(texts: list[str], n: int = 5, normalized: bool = False) -> tu
     # pad short texts to n characters so that each non-empty text has at least one shingle
     norm = [t + "\x01" * (n - len(t)) if 0 < len(t) < n else t for t in norm]
     lens = np.array([len(t) for t in norm], dtype=np.int64)
-    counts = np.maximum(lens - n + 1, 0)                          # windows wholly inside each text
+    counts = np.maximum(lens - n + 1, 0)  # windows wholly inside each text
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    if counts.sum() == 0: return np.empty(0, np.uint64), offsets
+    if counts.sum() == 0:
+        return np.empty(0, np.uint64), offsets
     cps = np.frombuffer("".join(norm).encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
     m = len(cps) - n + 1
     h = np.zeros(m, dtype=np.uint64)
     with np.errstate(over="ignore"):
-        for k in range(n): h = h * _M + cps[k:k + m]
+        for k in range(n):
+            h = h * _M + cps[k : k + m]
     starts = np.concatenate([[0], np.cumsum(lens)[:-1]])
     pos = np.arange(counts.sum()) - np.repeat(offsets[:-1], counts) + np.repeat(starts, counts)
     return _mix64(h[pos]), offsets
 
+
 def jaccard(a: np.ndarray, b: np.ndarray) -> float:
     "Jaccard similarity of the sets of two hash arrays (0 when both are empty)."
     a, b = np.unique(a), np.unique(b)
-    if len(a) == 0 and len(b) == 0: return 0.0
+    if len(a) == 0 and len(b) == 0:
+        return 0.0
     inter = len(np.intersect1d(a, b, assume_unique=True))
     return inter / (len(a) + len(b) - inter)
 
 # %% ../nbs/05_overlap.ipynb #4ea1086a
 _EMPTY = np.iinfo(np.uint32).max
 
+
 def minhash_signatures(hashes: np.ndarray, offsets: np.ndarray, num_perm: int = 64, seed: int = 0) -> np.ndarray:
     "A [n_texts, num_perm] uint32 MinHash signature matrix from `shingle_hashes` output; empty texts get all-max rows (they match nothing)."
     rng = np.random.default_rng(seed)
     xor = rng.integers(0, 2**32, size=num_perm, dtype=np.uint32)
-    mult = rng.integers(0, 2**31, size=num_perm, dtype=np.uint32) * np.uint32(2) + np.uint32(1)   # odd: a bijection
+    mult = rng.integers(0, 2**31, size=num_perm, dtype=np.uint32) * np.uint32(2) + np.uint32(1)  # odd: a bijection
     n_texts = len(offsets) - 1
     sig = np.full((n_texts, num_perm), _EMPTY, dtype=np.uint32)
     nonempty = offsets[1:] > offsets[:-1]
-    if not nonempty.any(): return sig
+    if not nonempty.any():
+        return sig
     starts = offsets[:-1][nonempty]
-    h32 = (hashes >> np.uint64(32)).astype(np.uint32)   # the well-mixed high half: 32 bits halve the memory traffic
+    h32 = (hashes >> np.uint64(32)).astype(np.uint32)  # the well-mixed high half: 32 bits halve the memory traffic
     with np.errstate(over="ignore"):
-        for p in range(num_perm):   # xor-multiply permutations of already well-mixed hashes: two operations each
+        for p in range(num_perm):  # xor-multiply permutations of already well-mixed hashes: two operations each
             sig[nonempty, p] = np.minimum.reduceat((h32 ^ xor[p]) * mult[p], starts)
     return sig
+
 
 def band_keys(sig: np.ndarray, bands: int = 16) -> tuple[np.ndarray, np.ndarray]:
     "One 64-bit key per (band, text) for the texts with shingles: a [bands, k] key array and the k row indices it covers."
     num_perm = sig.shape[1]
-    if num_perm % bands: raise ValueError(f"num_perm={num_perm} is not divisible by bands={bands}")
+    if num_perm % bands:
+        raise ValueError(f"num_perm={num_perm} is not divisible by bands={bands}")
     r = num_perm // bands
     ok = np.flatnonzero(~(sig == _EMPTY).all(1))
     # the band's rows mixed (with their position) and summed; a collision of keys without equal rows is harmless,
@@ -107,14 +122,17 @@ def band_keys(sig: np.ndarray, bands: int = 16) -> tuple[np.ndarray, np.ndarray]
         keys = x.reshape(len(ok), bands, r).sum(2, dtype=np.uint64).T.copy()
     return keys, ok
 
+
 def _join(ka: np.ndarray, kb_sorted: np.ndarray, kb_order: np.ndarray) -> np.ndarray:
     "All (i, j) with ka[i] == kb[j], from kb sorted once: a vectorised sort-merge join."
     lo, hi = np.searchsorted(kb_sorted, ka, "left"), np.searchsorted(kb_sorted, ka, "right")
     cnt = hi - lo
-    if cnt.sum() == 0: return np.empty((0, 2), dtype=np.int64)
+    if cnt.sum() == 0:
+        return np.empty((0, 2), dtype=np.int64)
     i = np.repeat(np.arange(len(ka)), cnt)
     j = kb_order[np.repeat(lo, cnt) + np.arange(cnt.sum()) - np.repeat(np.cumsum(cnt) - cnt, cnt)]
     return np.stack([i, j], 1)
+
 
 def sorted_band_keys(sig: np.ndarray, bands: int = 16):
     "`band_keys` plus, per band, the keys sorted and the sort order (what the join needs, computed once per list)."
@@ -122,25 +140,29 @@ def sorted_band_keys(sig: np.ndarray, bands: int = 16):
     order = np.argsort(keys, axis=1, kind="stable")
     return np.take_along_axis(keys, order, 1), order, ok
 
+
 def lsh_candidates(sig_a: np.ndarray, sig_b: np.ndarray, bands: int = 16, keys_a=None, keys_b=None) -> np.ndarray:
     "Pairs (i, j) of rows of `sig_a` and `sig_b` that agree on every row of at least one band, as an [k, 2] array."
     sa, oa, ok_a = keys_a if keys_a is not None else sorted_band_keys(sig_a, bands)
     sb, ob, ok_b = keys_b if keys_b is not None else sorted_band_keys(sig_b, bands)
     found = []
     for b in range(bands):
-        pairs = _join(sa[b], sb[b], ob[b])          # sorted queries make the binary searches cache-friendly
-        if len(pairs): found.append(np.stack([ok_a[oa[b][pairs[:, 0]]], ok_b[pairs[:, 1]]], 1))
-    if not found: return np.empty((0, 2), dtype=np.int64)
+        pairs = _join(sa[b], sb[b], ob[b])  # sorted queries make the binary searches cache-friendly
+        if len(pairs):
+            found.append(np.stack([ok_a[oa[b][pairs[:, 0]]], ok_b[pairs[:, 1]]], 1))
+    if not found:
+        return np.empty((0, 2), dtype=np.int64)
     return np.unique(np.concatenate(found), axis=0)
 
 # %% ../nbs/05_overlap.ipynb #a5264c3d
 @dataclass
 class TextIndex:
     "Distinct normalised texts of a list, with shingle hashes and MinHash signatures, for repeated comparisons."
-    texts: list[str]          # the original list
-    uniq: list[str]           # distinct normalised texts, in order of first appearance
-    first: np.ndarray         # for each distinct text, the index of its first original occurrence
-    ids: np.ndarray           # for each original text, the index of its distinct text
+
+    texts: list[str]  # the original list
+    uniq: list[str]  # distinct normalised texts, in order of first appearance
+    first: np.ndarray  # for each distinct text, the index of its first original occurrence
+    ids: np.ndarray  # for each original text, the index of its distinct text
     hashes: np.ndarray
     offsets: np.ndarray
     sig: np.ndarray
@@ -150,39 +172,55 @@ class TextIndex:
     def build(cls, texts: list[str], n: int = 5, num_perm: int = 64, seed: int = 0) -> "TextIndex":
         texts = list(texts)
         pos, ids = {}, np.empty(len(texts), dtype=np.int64)
-        for k, t in enumerate(normalize_texts(texts)): ids[k] = pos.setdefault(t, len(pos))
-        _, first = np.unique(ids, return_index=True)    # ids number texts in order of first appearance
+        for k, t in enumerate(normalize_texts(texts)):
+            ids[k] = pos.setdefault(t, len(pos))
+        _, first = np.unique(ids, return_index=True)  # ids number texts in order of first appearance
         uniq = list(pos)
         h, off = shingle_hashes(uniq, n, normalized=True)
         return cls(texts, uniq, first.astype(np.int64), ids, h, off, minhash_signatures(h, off, num_perm, seed), n)
 
-    def shingles(self, i: int) -> np.ndarray: return self.hashes[self.offsets[i]:self.offsets[i + 1]]
+    def shingles(self, i: int) -> np.ndarray:
+        return self.hashes[self.offsets[i] : self.offsets[i + 1]]
+
     def band_keys(self, bands: int):
         "`sorted_band_keys` of this index's signatures, computed once per number of bands."
-        if not hasattr(self, "_keys"): self._keys = {}
-        if bands not in self._keys: self._keys[bands] = sorted_band_keys(self.sig, bands)
+        if not hasattr(self, "_keys"):
+            self._keys = {}
+        if bands not in self._keys:
+            self._keys[bands] = sorted_band_keys(self.sig, bands)
         return self._keys[bands]
-    def __len__(self): return len(self.texts)
 
-def _index(x, **kw) -> TextIndex: return x if isinstance(x, TextIndex) else TextIndex.build(x, **kw)
+    def __len__(self):
+        return len(self.texts)
+
+
+def _index(x, **kw) -> TextIndex:
+    return x if isinstance(x, TextIndex) else TextIndex.build(x, **kw)
+
 
 def find_duplicates(train, eval, threshold: float = 0.8, bands: int = 16, **kw) -> pd.DataFrame:
     "Exact and near-duplicate (train, eval) pairs (lists of strings or `TextIndex`es): columns train_idx, eval_idx, jaccard, exact, train_text, eval_text."
     tr, ev = _index(train, **kw), _index(eval, **kw)
-    if tr.sig.shape[1] != ev.sig.shape[1] or tr.n != ev.n: raise ValueError("the two indexes were built with different n or num_perm")
-    pos_e = {t: j for j, t in enumerate(ev.uniq) if t}    # empty strings are not evidence of anything
+    if tr.sig.shape[1] != ev.sig.shape[1] or tr.n != ev.n:
+        raise ValueError("the two indexes were built with different n or num_perm")
+    pos_e = {t: j for j, t in enumerate(ev.uniq) if t}  # empty strings are not evidence of anything
     exact = {(i, pos_e[t]) for i, t in enumerate(tr.uniq) if t in pos_e}
     rows = [(i, j, 1.0, True) for i, j in exact]
     if threshold <= 1.0 and tr.uniq and ev.uniq:
         for i, j in lsh_candidates(tr.sig, ev.sig, bands, tr.band_keys(bands), ev.band_keys(bands)).tolist():
-            if (i, j) in exact: continue
+            if (i, j) in exact:
+                continue
             jac = jaccard(tr.shingles(i), ev.shingles(j))
-            if jac >= threshold: rows.append((i, j, jac, False))
+            if jac >= threshold:
+                rows.append((i, j, jac, False))
     df = pd.DataFrame(rows, columns=["u_train", "u_eval", "jaccard", "exact"])
-    df = df.sort_values(["exact", "jaccard", "u_eval", "u_train"], ascending=[False, False, True, True], ignore_index=True)
+    df = df.sort_values(
+        ["exact", "jaccard", "u_eval", "u_train"], ascending=[False, False, True, True], ignore_index=True
+    )
     df.insert(0, "train_idx", tr.first[df.u_train.to_numpy(dtype=np.int64)])
     df.insert(1, "eval_idx", ev.first[df.u_eval.to_numpy(dtype=np.int64)])
-    df["train_text"] = [tr.texts[k] for k in df.train_idx]; df["eval_text"] = [ev.texts[k] for k in df.eval_idx]
+    df["train_text"] = [tr.texts[k] for k in df.train_idx]
+    df["eval_text"] = [ev.texts[k] for k in df.eval_idx]
     return df.drop(columns=["u_train", "u_eval"])
 
 # %% ../nbs/05_overlap.ipynb #be0db935
@@ -194,91 +232,192 @@ def overlap_counts(train, eval, threshold: float = 0.8, short_chars: int = 20, *
     u_any = np.unique(ev.ids[dups.eval_idx.to_numpy(dtype=np.int64)])
     u_short = np.array([u for u in u_any if len(ev.uniq[u]) < short_chars], dtype=np.int64)
     n_exact, n_any, n_short = (int(np.isin(ev.ids, u).sum()) for u in (u_exact, u_any, u_short))
-    return dict(n_train=len(tr), n_eval=len(ev), exact=n_exact, near=n_any - n_exact, short=n_short,
-                share=n_any / len(ev) if len(ev) else 0.0, pairs=dups)
+    return dict(
+        n_train=len(tr),
+        n_eval=len(ev),
+        exact=n_exact,
+        near=n_any - n_exact,
+        short=n_short,
+        share=n_any / len(ev) if len(ev) else 0.0,
+        pairs=dups,
+    )
 
-def audit_overlap(train_sources: dict[str, dict[str, list[str]]], eval_sets: dict[str, dict[str, list[str]]],
-                  threshold: float = 0.8, skip: set | None = None, examples: int = 3, progress: bool = True,
-                  short_chars: int = 20, n: int = 5, num_perm: int = 64, seed: int = 0) -> pd.DataFrame:
+
+def audit_overlap(
+    train_sources: dict[str, dict[str, list[str]]],
+    eval_sets: dict[str, dict[str, list[str]]],
+    threshold: float = 0.8,
+    skip: set | None = None,
+    examples: int = 3,
+    progress: bool = True,
+    short_chars: int = 20,
+    n: int = 5,
+    num_perm: int = 64,
+    seed: int = 0,
+) -> pd.DataFrame:
     "Overlap of every training source with every evaluation set, per field they share; `skip` holds (train, eval) names not to compare."
     from tqdm.auto import tqdm
-    jobs = [(tn, en, f) for tn, tf in train_sources.items() for en, ef in eval_sets.items()
-            if (tn, en) not in (skip or set()) for f in ef if f in tf]
+
+    jobs = [
+        (tn, en, f)
+        for tn, tf in train_sources.items()
+        for en, ef in eval_sets.items()
+        if (tn, en) not in (skip or set())
+        for f in ef
+        if f in tf
+    ]
     cache = {}
+
     def index(side, name, f):
         key = (side, name, f)
         if key not in cache:
             src = (train_sources if side == "train" else eval_sets)[name][f]
             cache[key] = TextIndex.build(src, n=n, num_perm=num_perm, seed=seed)
         return cache[key]
+
     rows = []
     for tn, en, f in tqdm(jobs, desc="overlap audit", disable=not progress):
-        c = overlap_counts(index("train", tn, f), index("eval", en, f), threshold=threshold, short_chars=short_chars)
-        ex = [f"{r.train_text!r} ~ {r.eval_text!r} ({r.jaccard:.2f})" for r in c["pairs"].head(examples).itertuples()]
-        rows.append(dict(train=tn, eval=en, field=f, n_train=c["n_train"], n_eval=c["n_eval"], exact=c["exact"],
-                         near=c["near"], short=c["short"], share=c["share"], examples=ex))
-    return pd.DataFrame(rows, columns=["train", "eval", "field", "n_train", "n_eval", "exact", "near", "short", "share", "examples"])
+        c = overlap_counts(
+            index("train", tn, f), index("eval", en, f), threshold=threshold, short_chars=short_chars
+        )
+        ex = [
+            f"{r.train_text!r} ~ {r.eval_text!r} ({r.jaccard:.2f})" for r in c["pairs"].head(examples).itertuples()
+        ]
+        rows.append(
+            dict(
+                train=tn,
+                eval=en,
+                field=f,
+                n_train=c["n_train"],
+                n_eval=c["n_eval"],
+                exact=c["exact"],
+                near=c["near"],
+                short=c["short"],
+                share=c["share"],
+                examples=ex,
+            )
+        )
+    return pd.DataFrame(
+        rows,
+        columns=["train", "eval", "field", "n_train", "n_eval", "exact", "near", "short", "share", "examples"],
+    )
 
 # %% ../nbs/05_overlap.ipynb #d971b4e4
-def _uniq(xs) -> list[str]: return list(dict.fromkeys(x for x in xs if x))
+def _uniq(xs) -> list[str]:
+    return list(dict.fromkeys(x for x in xs if x))
+
 
 def lareqa_fields(name: str, langs=None, data_dir=None) -> dict[str, list[str]]:
     "Questions, passages (sentences), contexts and titles of a LAReQA-format set ('xquad-r', 'mlqa-r', 'demo' or a folder)."
     from hybrid_replication.data import load_lareqa, lareqa_dir, _read_json
+
     rs = load_lareqa(name, langs=langs, data_dir=data_dir)
     folder = lareqa_dir(name, data_dir)
     lang_set = {c.lang for c in rs.candidates}
     titles = []
     for f in sorted(folder.glob("*.json")) if folder.is_dir() else [folder]:
-        if langs is not None and f.stem not in lang_set: continue
+        if langs is not None and f.stem not in lang_set:
+            continue
         titles += [a.get("title", "") for a in _read_json(f).get("data", [])]
-    return dict(questions=[q.text for q in rs.questions], passages=[c.sentence for c in rs.candidates],
-                contexts=_uniq(c.context for c in rs.candidates), titles=_uniq(titles))
+    return dict(
+        questions=[q.text for q in rs.questions],
+        passages=[c.sentence for c in rs.candidates],
+        contexts=_uniq(c.context for c in rs.candidates),
+        titles=_uniq(titles),
+    )
+
 
 def afriqa_fields(split: str, data_dir=None) -> dict[str, list[str]]:
     "AfriQA questions (African-language and pivot translations), gold passages and their article titles, for one split."
     import warnings
     from hybrid_replication.pairs import afriqa_pairs, read_jsonl
     from hybrid_replication.data import data_dir as _root
-    with warnings.catch_warnings():   # upstream gaps (missing files, null contexts) are reported by the data notebooks
+
+    with (
+        warnings.catch_warnings()
+    ):  # upstream gaps (missing files, null contexts) are reported by the data notebooks
         warnings.simplefilter("ignore")
         ps = afriqa_pairs(split, data_dir=data_dir)
-    titles = [r.get("title") or "" for f in sorted((_root(data_dir) / "afriqa" / "data" / "gold_passages").glob(f"*/*.{split}.json"))
-              for _, r in read_jsonl(f) if isinstance(r, dict)]
+    titles = [
+        r.get("title") or ""
+        for f in sorted((_root(data_dir) / "afriqa" / "data" / "gold_passages").glob(f"*/*.{split}.json"))
+        for _, r in read_jsonl(f)
+        if isinstance(r, dict)
+    ]
     passages = _uniq(p.passage for p in ps)
     # a gold passage is a paragraph: it is compared with other passages and with LAReQA's paragraphs (`contexts`)
     return dict(questions=_uniq(p.query for p in ps), passages=passages, contexts=passages, titles=_uniq(titles))
 
-def pair_fields(pairs, query_field: str = "questions", passage_field: str | None = "passages") -> dict[str, list[str]]:
+
+def pair_fields(
+    pairs, query_field: str = "questions", passage_field: str | None = "passages"
+) -> dict[str, list[str]]:
     "The distinct query and passage texts of a list of `TrainPair`s (for parallel text both sides are the same kind of text)."
     out = {query_field: _uniq(p.query for p in pairs)}
-    if passage_field == query_field: out[query_field] = _uniq([*out[query_field], *(p.passage for p in pairs)])
-    elif passage_field: out[passage_field] = _uniq(p.passage for p in pairs)
+    if passage_field == query_field:
+        out[query_field] = _uniq([*out[query_field], *(p.passage for p in pairs)])
+    elif passage_field:
+        out[passage_field] = _uniq(p.passage for p in pairs)
     return out
 
 # %% ../nbs/05_overlap.ipynb #5bfa5278
 SAMPLE_FIELDS = ("questions", "passages", "contexts")
 
+
 def overlap_outcome(audit: pd.DataFrame, evals=None, max_share: float = 0.01):
     "The verdict an overlap audit supports for evaluation sets `evals` (default: all in the table): holds / partly holds / does not hold."
     from hybrid_replication.verdicts import Outcome
+
     a = audit if evals is None else audit[audit["eval"].isin(list(evals))]
-    if a.empty: raise ValueError(f"the audit has no rows for evaluation sets {evals!r}")
+    if a.empty:
+        raise ValueError(f"the audit has no rows for evaluation sets {evals!r}")
     samples = a[a.field.isin(SAMPLE_FIELDS)].assign(dup=lambda d: d.exact + d.near - d.short)
     samples = samples.assign(dup_share=samples.dup / samples.n_eval.clip(lower=1))
     titles = a[a.field == "titles"]
-    n_dup, n_titles, n_short = int(samples.dup.sum()), int((titles.exact + titles.near).sum()), int(samples.short.sum())
+    n_dup, n_titles, n_short = (
+        int(samples.dup.sum()),
+        int((titles.exact + titles.near).sum()),
+        int(samples.short.sum()),
+    )
     worst = samples.loc[samples.dup_share.idxmax()] if len(samples) else None
-    where = f"largest share {worst.dup_share:.2%} ({worst.dup} of {worst.n_eval} {worst.field}, {worst['train']} -> {worst['eval']})" if worst is not None else "no sample fields"
-    reason = (f"{n_dup} evaluation samples with an exact or near duplicate in training over {len(samples)} comparisons, {where}; "
-              f"{n_titles} shared article titles; {n_short} short fragments not counted")
-    if n_dup == 0 and n_titles == 0: return Outcome("holds", reason)
-    if worst is not None and worst.dup_share >= max_share: return Outcome("does not hold", reason)
+    where = (
+        f"largest share {worst.dup_share:.2%} ({worst.dup} of {worst.n_eval} {worst.field}, {worst['train']} -> {worst['eval']})"
+        if worst is not None
+        else "no sample fields"
+    )
+    reason = (
+        f"{n_dup} evaluation samples with an exact or near duplicate in training over {len(samples)} comparisons, {where}; "
+        f"{n_titles} shared article titles; {n_short} short fragments not counted"
+    )
+    if n_dup == 0 and n_titles == 0:
+        return Outcome("holds", reason)
+    if worst is not None and worst.dup_share >= max_share:
+        return Outcome("does not hold", reason)
     return Outcome("partly holds", reason)
 
 # %% ../nbs/05_overlap.ipynb #a8ff5a4e
-NTREX_AUDIT_LANGS = ("ar", "de", "el", "es", "fr", "hi", "ru", "th", "tr", "vi", "zh",
-                     "bem", "ha", "ig", "rw", "sw", "wo", "yo", "zu")   # each paired with English
+NTREX_AUDIT_LANGS = (
+    "ar",
+    "de",
+    "el",
+    "es",
+    "fr",
+    "hi",
+    "ru",
+    "th",
+    "tr",
+    "vi",
+    "zh",
+    "bem",
+    "ha",
+    "ig",
+    "rw",
+    "sw",
+    "wo",
+    "yo",
+    "zu",
+)  # each paired with English
+
 
 def protocol_sources(data_dir=None, ntrex_langs=NTREX_AUDIT_LANGS, miracl_split: str = "dev"):
     "(training sources, evaluation sets, combinations never made) of this project's zero-shot protocol, from the real data."
@@ -286,14 +425,33 @@ def protocol_sources(data_dir=None, ntrex_langs=NTREX_AUDIT_LANGS, miracl_split:
     from hybrid_replication.data import data_dir as _root
     from hybrid_replication.pairs import mintaka_pairs, ntrex_pairs, ntrex_languages
     from hybrid_replication.miracl_data import load_topics
+
     x, m = lareqa_fields("xquad-r", data_dir=data_dir), lareqa_fields("mlqa-r", data_dir=data_dir)
     mk = pair_fields(mintaka_pairs(data_dir=data_dir), "questions", "questions")["questions"]
     have = ntrex_languages(data_dir)
-    nt = _uniq(t for l in ntrex_langs if l in have for t in pair_fields(ntrex_pairs(["en", l], data_dir=data_dir), "q", "q")["q"])
+    nt = _uniq(
+        t
+        for l in ntrex_langs
+        if l in have
+        for t in pair_fields(ntrex_pairs(["en", l], data_dir=data_dir), "q", "q")["q"]
+    )
     folder = _root(data_dir) / "miracl-topics-qrels"
-    mir_langs = sorted(f.split("miracl-v1.0-")[1].rsplit("-", 1)[0] for f in glob.glob(str(folder / f"topics.miracl-v1.0-*-{miracl_split}.tsv")))
+    mir_langs = sorted(
+        f.split("miracl-v1.0-")[1].rsplit("-", 1)[0]
+        for f in glob.glob(str(folder / f"topics.miracl-v1.0-*-{miracl_split}.tsv"))
+    )
     mir = [t for l in mir_langs for t in load_topics(l, miracl_split, data_dir).values()]
-    train = {"MLQA-R": m, "XQuAD-R": x, "AfriQA train": afriqa_fields("train", data_dir),
-             "Mintaka": dict(questions=mk, passages=mk), "NTREX-128": dict(questions=nt, passages=nt)}
-    evals = {"XQuAD-R": x, "MLQA-R": m, "AfriQA test": afriqa_fields("test", data_dir), f"MIRACL {miracl_split} topics": dict(questions=mir)}
+    train = {
+        "MLQA-R": m,
+        "XQuAD-R": x,
+        "AfriQA train": afriqa_fields("train", data_dir),
+        "Mintaka": dict(questions=mk, passages=mk),
+        "NTREX-128": dict(questions=nt, passages=nt),
+    }
+    evals = {
+        "XQuAD-R": x,
+        "MLQA-R": m,
+        "AfriQA test": afriqa_fields("test", data_dir),
+        f"MIRACL {miracl_split} topics": dict(questions=mir),
+    }
     return train, evals, {("XQuAD-R", "XQuAD-R"), ("MLQA-R", "MLQA-R")}

@@ -8,8 +8,16 @@ import json, warnings
 from collections import defaultdict
 from itertools import permutations
 from pathlib import Path
-from .data import (DataError, RetrievalSet, TrainPair, lang_code, data_dir as _data_root,
-                                     WHAT_TO_SET, _field, _read_json)
+from hybrid_replication.data import (
+    DataError,
+    RetrievalSet,
+    TrainPair,
+    lang_code,
+    data_dir as _data_root,
+    WHAT_TO_SET,
+    _field,
+    _read_json,
+)
 from .io import parse_json, read_text
 
 # %% auto #0
@@ -20,48 +28,75 @@ __all__ = ['AFRIQA_LANGS', 'AFRIQA_PIVOT', 'MINTAKA_LANGS', 'NTREX_PREFERRED', '
 def _passage(sentence: str, context: str, with_context: bool) -> str:
     return f"{sentence}\n{context}" if with_context else sentence
 
-def lareqa_pairs(rs: RetrievalSet, with_context: bool = False, max_hard_negatives: int = 3,
-                 query_langs=None, passage_langs=None, source: str | None = None) -> list[TrainPair]:
+
+def lareqa_pairs(
+    rs: RetrievalSet,
+    with_context: bool = False,
+    max_hard_negatives: int = 3,
+    query_langs=None,
+    passage_langs=None,
+    source: str | None = None,
+) -> list[TrainPair]:
     "All (query language x passage language) pairs of each question id of a LAReQA-format `RetrievalSet`."
     cands = {c.cid: c for c in rs.candidates}
-    by_para = defaultdict(list)   # (lang, paragraph text) -> its candidates, in file order
-    for c in rs.candidates: by_para[(c.lang, c.context)].append(c)
+    by_para = defaultdict(list)  # (lang, paragraph text) -> its candidates, in file order
+    for c in rs.candidates:
+        by_para[(c.lang, c.context)].append(c)
     qs = defaultdict(dict)
-    for q in rs.questions: qs[q.qid].setdefault(q.lang, q)
+    for q in rs.questions:
+        qs[q.qid].setdefault(q.lang, q)
     ql = None if query_langs is None else {lang_code(l) for l in query_langs}
     pl = None if passage_langs is None else {lang_code(l) for l in passage_langs}
     out = []
     for qid, by_lang in qs.items():
         answers = {}
-        for cid in sorted(rs.relevant.get(qid, ())):   # one answer sentence per language (the first, if several)
+        for cid in sorted(rs.relevant.get(qid, ())):  # one answer sentence per language (the first, if several)
             c = cands.get(cid)
-            if c is None: raise DataError(rs.name, f"relevant[{qid!r}]", "cid", f"candidate {cid!r} is not in the pool")
+            if c is None:
+                raise DataError(rs.name, f"relevant[{qid!r}]", "cid", f"candidate {cid!r} is not in the pool")
             answers.setdefault(c.lang, c)
         for x, q in sorted(by_lang.items()):
-            if ql is not None and x not in ql: continue
+            if ql is not None and x not in ql:
+                continue
             for y, a in sorted(answers.items()):
-                if pl is not None and y not in pl: continue
+                if pl is not None and y not in pl:
+                    continue
                 rel = rs.relevant[qid]
-                negs = tuple(_passage(n.sentence, n.context, with_context) for n in by_para[(y, a.context)]
-                             if n.cid not in rel)[:max_hard_negatives]
-                out.append(TrainPair(qid, x, q.text, y, _passage(a.sentence, a.context, with_context), negs, source or rs.name))
+                negs = tuple(
+                    _passage(n.sentence, n.context, with_context)
+                    for n in by_para[(y, a.context)]
+                    if n.cid not in rel
+                )[:max_hard_negatives]
+                out.append(
+                    TrainPair(
+                        qid, x, q.text, y, _passage(a.sentence, a.context, with_context), negs, source or rs.name
+                    )
+                )
     return out
 
 # %% ../nbs/01_pairs.ipynb #1ef80913
 AFRIQA_LANGS = ("bem", "fon", "hau", "ibo", "kin", "swa", "twi", "wol", "yor", "zul")
 AFRIQA_PIVOT = {l: ("fr" if l in ("fon", "wol") else "en") for l in AFRIQA_LANGS}
 
+
 def _afriqa_file(root: Path, kind: str, lang: str, split: str) -> Path:
     pv = AFRIQA_PIVOT[lang]
-    name = f"queries.afriqa.{lang}.{pv}.{split}.json" if kind == "queries" else f"gold_span_passages.afriqa.{lang}.{pv}.{split}.json"
+    name = (
+        f"queries.afriqa.{lang}.{pv}.{split}.json"
+        if kind == "queries"
+        else f"gold_span_passages.afriqa.{lang}.{pv}.{split}.json"
+    )
     return root / "afriqa" / "data" / kind / lang / name
+
 
 def _afriqa_lang(l: str) -> str:
     "AfriQA's own 3-letter code for `l` (accepts 'yo' or 'yor')."
     code = lang_code(l)
     for a in AFRIQA_LANGS:
-        if lang_code(a) == code: return a
+        if lang_code(a) == code:
+            return a
     raise DataError("afriqa", None, "langs", f"{l!r} is not an AfriQA language ({', '.join(AFRIQA_LANGS)})")
+
 
 def read_jsonl(path) -> list:
     "Rows of a JSON-lines file; a malformed line raises `DataError` naming the line."
@@ -69,54 +104,74 @@ def read_jsonl(path) -> list:
     lines = read_text(path, missing=f"file not found; {WHAT_TO_SET}").splitlines()
     rows = []
     for i, line in enumerate(lines, 1):
-        if not line.strip(): continue
-        try: rows.append((i, parse_json(line, path)))
-        except DataError as e:   # parse_json counts lines within `line`: name the file's line instead
+        if not line.strip():
+            continue
+        try:
+            rows.append((i, parse_json(line, path)))
+        except DataError as e:  # parse_json counts lines within `line`: name the file's line instead
             raise DataError(path, f"line {i}", "json", e.problem) from None
     return rows
+
 
 def _afriqa_rows(path: Path):
     "Usable (line, id, question, translation, context) of a gold-passage file, and the count of null/empty contexts."
     out, skipped = [], 0
     for i, r in read_jsonl(path):
         rec = f"line {i}"
-        if not isinstance(r, dict): raise DataError(path, rec, "row", "expected a JSON object")
+        if not isinstance(r, dict):
+            raise DataError(path, rec, "row", "expected a JSON object")
         rid = r.get("id")
-        if rid is None or str(rid).strip() == "": raise DataError(path, rec, "id", "missing or empty id")
-        if "context" not in r: raise DataError(path, rec, "context", "missing field")
+        if rid is None or str(rid).strip() == "":
+            raise DataError(path, rec, "id", "missing or empty id")
+        if "context" not in r:
+            raise DataError(path, rec, "context", "missing field")
         ctx = r["context"]
         # upstream gap: no passage was found for this question (its other fields may be NaN too, e.g. twi dev line 109)
-        if ctx is None or (isinstance(ctx, str) and not ctx.strip()): skipped += 1; continue
-        if not isinstance(ctx, str): raise DataError(path, rec, "context", f"expected str, got {type(ctx).__name__}")
+        if ctx is None or (isinstance(ctx, str) and not ctx.strip()):
+            skipped += 1
+            continue
+        if not isinstance(ctx, str):
+            raise DataError(path, rec, "context", f"expected str, got {type(ctx).__name__}")
         q = _field(r, "question_lang", str, path, rec)
         tq = _field(r, "question_translated", str, path, rec)
         out.append((i, str(rid), q.strip(), tq.strip(), ctx.strip()))
     return out, skipped
 
+
 def afriqa_pairs(split: str = "train", langs=None, data_dir=None, translations: bool = True) -> list[TrainPair]:
     "AfriQA pairs: each African-language question (and, with `translations`, its pivot translation) -> the gold passage."
-    if split not in ("train", "dev", "test"): raise DataError("afriqa", None, "split", f"unknown split {split!r}")
+    if split not in ("train", "dev", "test"):
+        raise DataError("afriqa", None, "split", f"unknown split {split!r}")
     root = _data_root(data_dir)
-    if not (root / "afriqa").is_dir(): raise DataError(root / "afriqa", field="folder", problem=f"AfriQA not found; {WHAT_TO_SET}")
+    if not (root / "afriqa").is_dir():
+        raise DataError(root / "afriqa", field="folder", problem=f"AfriQA not found; {WHAT_TO_SET}")
     out, missing, skipped = [], [], 0
-    for l in (AFRIQA_LANGS if langs is None else [_afriqa_lang(x) for x in langs]):
+    for l in AFRIQA_LANGS if langs is None else [_afriqa_lang(x) for x in langs]:
         f = _afriqa_file(root, "gold_passages", l, split)
-        if not f.is_file(): missing.append(f"{l}/{f.name}"); continue
-        rows, n_skip = _afriqa_rows(f); skipped += n_skip
+        if not f.is_file():
+            missing.append(f"{l}/{f.name}")
+            continue
+        rows, n_skip = _afriqa_rows(f)
+        skipped += n_skip
         ql, pv = lang_code(l), AFRIQA_PIVOT[l]
         for _, rid, q, tq, ctx in rows:
             qid = f"afriqa:{l}:{split}:{rid}"
             out.append(TrainPair(qid, ql, q, pv, ctx, (), "afriqa"))
-            if translations: out.append(TrainPair(qid, pv, tq, pv, ctx, (), "afriqa"))
+            if translations:
+                out.append(TrainPair(qid, pv, tq, pv, ctx, (), "afriqa"))
     if missing or skipped:
-        warnings.warn(f"AfriQA {split}: {len(missing)} passage file(s) missing upstream ({', '.join(missing) or 'none'}); "
-                      f"{skipped} row(s) with a null or empty context skipped", stacklevel=2)
+        warnings.warn(
+            f"AfriQA {split}: {len(missing)} passage file(s) missing upstream ({', '.join(missing) or 'none'}); "
+            f"{skipped} row(s) with a null or empty context skipped",
+            stacklevel=2,
+        )
     return out
 
 # %% ../nbs/01_pairs.ipynb #951d589d
 def afriqa_inventory(data_dir=None):
     "Per language and split: query and passage rows, null/empty contexts, usable passages, missing files."
     import pandas as pd
+
     root = _data_root(data_dir)
     rows = []
     for l in AFRIQA_LANGS:
@@ -124,34 +179,52 @@ def afriqa_inventory(data_dir=None):
             qf, pf = _afriqa_file(root, "queries", l, split), _afriqa_file(root, "gold_passages", l, split)
             nq = len(read_jsonl(qf)) if qf.is_file() else None
             if pf.is_file():
-                usable, skipped = _afriqa_rows(pf); npass = len(usable) + skipped
-            else: usable, skipped, npass = [], None, None
-            rows.append(dict(lang=l, split=split, pivot=AFRIQA_PIVOT[l], queries=nq, passages=npass,
-                             null_or_empty_context=skipped, usable=len(usable)))
+                usable, skipped = _afriqa_rows(pf)
+                npass = len(usable) + skipped
+            else:
+                usable, skipped, npass = [], None, None
+            rows.append(
+                dict(
+                    lang=l,
+                    split=split,
+                    pivot=AFRIQA_PIVOT[l],
+                    queries=nq,
+                    passages=npass,
+                    null_or_empty_context=skipped,
+                    usable=len(usable),
+                )
+            )
     df = pd.DataFrame(rows).set_index(["lang", "split"])
-    return df.astype({c: "Int64" for c in ["queries", "passages", "null_or_empty_context", "usable"]})   # NA = file missing upstream
+    return df.astype(
+        {c: "Int64" for c in ["queries", "passages", "null_or_empty_context", "usable"]}
+    )  # NA = file missing upstream
 
 # %% ../nbs/01_pairs.ipynb #0ee1947a
 MINTAKA_LANGS = ("en", "ar", "de", "ja", "hi", "pt", "es", "it", "fr")
+
 
 def mintaka_pairs(langs=None, data_dir=None, path=None) -> list[TrainPair]:
     "Mintaka as parallel text: (question in X, its translation in Y) for every ordered X != Y."
     path = Path(path) if path else _data_root(data_dir) / "mintaka" / "mintaka_dev.v1.0.json"
     langs = list(MINTAKA_LANGS) if langs is None else [lang_code(l) for l in langs]
     bad = [l for l in langs if l not in MINTAKA_LANGS]
-    if bad: raise DataError(path, None, "langs", f"not Mintaka languages: {bad}")
+    if bad:
+        raise DataError(path, None, "langs", f"not Mintaka languages: {bad}")
     doc = _read_json(path)
-    if not isinstance(doc, list): raise DataError(path, "top level", None, "expected a JSON list of questions")
+    if not isinstance(doc, list):
+        raise DataError(path, "top level", None, "expected a JSON list of questions")
     out, seen = [], set()
     for i, r in enumerate(doc):
         rec = f"[{i}]"
         qid = _field(r, "id", str, path, rec)
-        if qid in seen: raise DataError(path, rec, "id", f"duplicate question id {qid!r}")
+        if qid in seen:
+            raise DataError(path, rec, "id", f"duplicate question id {qid!r}")
         seen.add(qid)
         tr = _field(r, "translations", dict, path, rec)
         text = {"en": _field(r, "question", str, path, rec).strip()}
         for l in langs:
-            if l != "en": text[l] = _field(tr, l, str, path, rec + ".translations").strip()
+            if l != "en":
+                text[l] = _field(tr, l, str, path, rec + ".translations").strip()
         for x, y in permutations(langs, 2):
             out.append(TrainPair(f"mintaka:{qid}", x, text[x], y, text[y], (), "mintaka"))
     return out
@@ -159,71 +232,118 @@ def mintaka_pairs(langs=None, data_dir=None, path=None) -> list[TrainPair]:
 # %% ../nbs/01_pairs.ipynb #92b8b380
 NTREX_PREFERRED = ("eng", "zho-CN", "srp-Cyrl", "gsw-ZH")
 
+
 def ntrex_languages(data_dir=None) -> dict[str, Path]:
     "Package language code -> NTREX-128 file (one per language), plus each file code itself -> its file."
     folder = _data_root(data_dir) / "ntrex128" / "NTREX-128"
-    if not folder.is_dir(): raise DataError(folder, field="folder", problem=f"NTREX-128 not found; {WHAT_TO_SET}")
+    if not folder.is_dir():
+        raise DataError(folder, field="folder", problem=f"NTREX-128 not found; {WHAT_TO_SET}")
     files = {}
-    for f in sorted([*folder.glob("newstest2019-*.txt"), *(folder.parent / "NTREX-additional").glob("newstest2019-*.txt")]):
-        kind, code = f.name[len("newstest2019-"):-len(".txt")].split(".", 1)
-        if kind == "ref-2": continue   # a second Spanish reference; the first one is used
+    for f in sorted(
+        [*folder.glob("newstest2019-*.txt"), *(folder.parent / "NTREX-additional").glob("newstest2019-*.txt")]
+    ):
+        kind, code = f.name[len("newstest2019-") : -len(".txt")].split(".", 1)
+        if kind == "ref-2":
+            continue  # a second Spanish reference; the first one is used
         files[code] = f
     out = {}
-    for code in sorted(files, key=lambda c: ("-" in c and c not in NTREX_PREFERRED, NTREX_PREFERRED.index(c) if c in NTREX_PREFERRED else 99, c)):
+    for code in sorted(
+        files,
+        key=lambda c: (
+            "-" in c and c not in NTREX_PREFERRED,
+            NTREX_PREFERRED.index(c) if c in NTREX_PREFERRED else 99,
+            c,
+        ),
+    ):
         out.setdefault(lang_code(code, files[code], "file name"), files[code])
     return {**out, **files}
 
+
 def _ntrex_lines(path: Path, n: int) -> list[str]:
     lines = read_text(path).splitlines()
-    if len(lines) != n: raise DataError(path, f"line {min(len(lines), n) + 1}", "line count", f"{len(lines)} lines, expected {n} (one per line of DOCUMENT_IDS.tsv)")
+    if len(lines) != n:
+        raise DataError(
+            path,
+            f"line {min(len(lines), n) + 1}",
+            "line count",
+            f"{len(lines)} lines, expected {n} (one per line of DOCUMENT_IDS.tsv)",
+        )
     for i, s in enumerate(lines, 1):
-        if not s.strip(): raise DataError(path, f"line {i}", "text", "empty string")
+        if not s.strip():
+            raise DataError(path, f"line {i}", "text", "empty string")
     return [s.strip() for s in lines]
+
 
 def _ntrex_document_ids(data_dir=None) -> list[str]:
     "The document id of each line of the NTREX-128 files (first column of `DOCUMENT_IDS.tsv`)."
     path = _data_root(data_dir) / "ntrex128" / "DOCUMENT_IDS.tsv"
-    text = read_text(path, missing="file not found (the NTREX-128 release ships it beside NTREX-128/; "
-                                   f"it says which document each line belongs to); {WHAT_TO_SET}")
+    text = read_text(
+        path,
+        missing="file not found (the NTREX-128 release ships it beside NTREX-128/; "
+        f"it says which document each line belongs to); {WHAT_TO_SET}",
+    )
     return [line.split("\t")[0].strip() for line in text.splitlines()]
+
 
 def ntrex_pairs(langs, data_dir=None, level: str = "sentence") -> list[TrainPair]:
     "NTREX-128 parallel pairs (X line, Y line) for every ordered X != Y in `langs`; `level='document'` joins each document."
-    if level not in ("sentence", "document"): raise DataError("ntrex128", None, "level", f"unknown level {level!r}")
-    if len(langs) < 2: raise DataError("ntrex128", None, "langs", "need at least two languages")
+    if level not in ("sentence", "document"):
+        raise DataError("ntrex128", None, "level", f"unknown level {level!r}")
+    if len(langs) < 2:
+        raise DataError("ntrex128", None, "langs", "need at least two languages")
     files = ntrex_languages(data_dir)
     root = _data_root(data_dir) / "ntrex128"
     docs = _ntrex_document_ids(data_dir)
     texts = {}
     for l in langs:
         key = l if l in files else lang_code(l)
-        if key not in files: raise DataError(root, None, "langs", f"no NTREX-128 file for {l!r}")
+        if key not in files:
+            raise DataError(root, None, "langs", f"no NTREX-128 file for {l!r}")
         code = lang_code(key)
-        if code in texts: raise DataError(root, None, "langs", f"{l!r} names language {code!r} twice")
+        if code in texts:
+            raise DataError(root, None, "langs", f"{l!r} names language {code!r} twice")
         texts[code] = _ntrex_lines(files[key], len(docs))
     if level == "document":
         order = list(dict.fromkeys(docs))
         for code, lines in texts.items():
             joined = defaultdict(list)
-            for d, s in zip(docs, lines): joined[d].append(s)
-            sep = "" if code in ("zh", "ja", "th", "yue") else " "   # scripts written without spaces between sentences
+            for d, s in zip(docs, lines):
+                joined[d].append(s)
+            sep = (
+                "" if code in ("zh", "ja", "th", "yue") else " "
+            )  # scripts written without spaces between sentences
             texts[code] = [sep.join(joined[d]) for d in order]
         ids = [f"ntrex:doc:{d}" for d in order]
-    else: ids = [f"ntrex:{i}" for i in range(len(docs))]
-    return [TrainPair(qid, x, texts[x][i], y, texts[y][i], (), "ntrex128")
-            for i, qid in enumerate(ids) for x, y in permutations(texts, 2)]
+    else:
+        ids = [f"ntrex:{i}" for i in range(len(docs))]
+    return [
+        TrainPair(qid, x, texts[x][i], y, texts[y][i], (), "ntrex128")
+        for i, qid in enumerate(ids)
+        for x, y in permutations(texts, 2)
+    ]
 
 # %% ../nbs/01_pairs.ipynb #eaeafe93
 def ntrex_inventory(data_dir=None):
     "Per NTREX-128 file: its code, the package language code, line count and mean characters per line (every file checked)."
     import pandas as pd
+
     files = ntrex_languages(data_dir)
     n = len(_ntrex_document_ids(data_dir))
-    chosen = {f: k for k, f in files.items() if len(k) <= 3 and lang_code(k) == k}   # file -> the package code it serves
+    chosen = {
+        f: k for k, f in files.items() if len(k) <= 3 and lang_code(k) == k
+    }  # file -> the package code it serves
     rows = []
     for code, f in files.items():
-        if code != f.name[len("newstest2019-"):-len(".txt")].split(".", 1)[1]: continue   # package-code aliases
+        if code != f.name[len("newstest2019-") : -len(".txt")].split(".", 1)[1]:
+            continue  # package-code aliases
         lines = _ntrex_lines(f, n)
-        rows.append(dict(file_code=code, lang=lang_code(code), used_for=chosen.get(f, ""), lines=len(lines),
-                         mean_chars=round(sum(map(len, lines)) / len(lines), 1)))
+        rows.append(
+            dict(
+                file_code=code,
+                lang=lang_code(code),
+                used_for=chosen.get(f, ""),
+                lines=len(lines),
+                mean_chars=round(sum(map(len, lines)) / len(lines), 1),
+            )
+        )
     return pd.DataFrame(rows).set_index("file_code")

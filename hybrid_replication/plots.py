@@ -20,26 +20,52 @@ def pair_heatmap(res_or_matrix, metric: str = "ap", ax=None, title: str | None =
     "Heat-map of a (query language x candidate language) matrix; takes a `LareqaResult` or a DataFrame. The diagonal is the monolingual setting."
     m = res_or_matrix.pair_matrix(metric) if hasattr(res_or_matrix, "pair_matrix") else res_or_matrix
     ax = ax or plt.subplots(figsize=(1 + 0.55 * m.shape[1], 0.8 + 0.45 * m.shape[0]))[1]
-    sns.heatmap(m, annot=m.shape[0] <= 12, fmt=fmt, cmap="viridis", vmin=0, vmax=1, square=True, ax=ax,
-                annot_kws={"size": 7}, cbar_kws={"label": "mAP" if metric == "ap" else metric})
-    ax.set_xlabel("candidate language"); ax.set_ylabel("query language")
+    sns.heatmap(
+        m,
+        annot=m.shape[0] <= 12,
+        fmt=fmt,
+        cmap="viridis",
+        vmin=0,
+        vmax=1,
+        square=True,
+        ax=ax,
+        annot_kws={"size": 7},
+        cbar_kws={"label": "mAP" if metric == "ap" else metric},
+    )
+    ax.set_xlabel("candidate language")
+    ax.set_ylabel("query language")
     ax.set_title(title or ("mAP" if metric == "ap" else metric) + " per language pair")
     return ax
 
 # %% ../nbs/25_plots.ipynb #9bbea3ae
-SETTING_LABELS = {"mono_map": "Mo. mAP", "cross_map": "Cr. mAP", "multi_map": "Mul. mAP",
-                  "mono_r@1": "Mo. R@1", "cross_r@1": "Cr. R@1", "multi_r@10": "Mul. R@10", "multi_hit@10": "Mul. hit@10"}
+SETTING_LABELS = {
+    "mono_map": "Mo. mAP",
+    "cross_map": "Cr. mAP",
+    "multi_map": "Mul. mAP",
+    "mono_r@1": "Mo. R@1",
+    "cross_r@1": "Cr. R@1",
+    "multi_r@10": "Mul. R@10",
+    "multi_hit@10": "Mul. hit@10",
+}
+
 
 def ci_frame(ci: dict, model: str = "model") -> pd.DataFrame:
     "Long table (model, setting, value, low, high) from `headline_cis` output."
-    return pd.DataFrame([dict(model=model, setting=SETTING_LABELS.get(k, k), value=v["value"], low=v["low"], high=v["high"])
-                         for k, v in ci.items()])
+    return pd.DataFrame(
+        [
+            dict(model=model, setting=SETTING_LABELS.get(k, k), value=v["value"], low=v["low"], high=v["high"])
+            for k, v in ci.items()
+        ]
+    )
+
 
 def settings_bars(df: pd.DataFrame, ax=None, title: str = "settings, with 95% bootstrap intervals"):
     "Grouped bars of `value` per `setting` and `model`, with error bars from `low`/`high` when present."
-    settings = list(dict.fromkeys(df.setting)); models = list(dict.fromkeys(df.model))
+    settings = list(dict.fromkeys(df.setting))
+    models = list(dict.fromkeys(df.model))
     ax = ax or plt.subplots(figsize=(1.2 + 1.1 * len(settings), 3.2))[1]
-    w = 0.8 / len(models); pal = sns.color_palette("colorblind", len(models))
+    w = 0.8 / len(models)
+    pal = sns.color_palette("colorblind", len(models))
     for j, m in enumerate(models):
         d = df[df.model == m].set_index("setting").reindex(settings)
         x = np.arange(len(settings)) + (j - (len(models) - 1) / 2) * w
@@ -48,38 +74,66 @@ def settings_bars(df: pd.DataFrame, ax=None, title: str = "settings, with 95% bo
             err = np.vstack([d.value - d.low, d.high - d.value])
         ax.bar(x, d.value, w, yerr=err, capsize=3, label=m, color=pal[j])
     ax.set_xticks(np.arange(len(settings)), settings, rotation=20)
-    ax.set_ylim(0, 1); ax.set_ylabel("score"); ax.set_title(title)
-    if len(models) > 1: ax.legend(fontsize=8)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("score")
+    ax.set_title(title)
+    if len(models) > 1:
+        ax.legend(fontsize=8)
     return ax
 
 # %% ../nbs/25_plots.ipynb #689f95fa
-def rank_distance_plot(res, ax=None, title: str = "rank distance in the pooled ranking (lower: less language bias)"):
+def rank_distance_plot(
+    res, ax=None, title: str = "rank distance in the pooled ranking (lower: less language bias)"
+):
     "Box plot of the per-question rank distance for each query language, the macro mean as a dashed line."
     from hybrid_replication.bias import rank_distance
-    d = pd.DataFrame({"query language": res.pool.lang.to_numpy(), "rank distance": rank_distance(res.pool_ranks)}).dropna()
+
+    d = pd.DataFrame(
+        {"query language": res.pool.lang.to_numpy(), "rank distance": rank_distance(res.pool_ranks)}
+    ).dropna()
     ax = ax or plt.subplots(figsize=(1.5 + 0.6 * len(res.languages), 3.2))[1]
-    sns.boxplot(data=d, x="query language", y="rank distance", order=res.languages, ax=ax, color="#9ecae1", showfliers=False)
+    sns.boxplot(
+        data=d,
+        x="query language",
+        y="rank distance",
+        order=res.languages,
+        ax=ax,
+        color="#9ecae1",
+        showfliers=False,
+    )
     macro = d.groupby("query language")["rank distance"].mean().mean()
-    ax.axhline(macro, ls="--", c="k", lw=1, label=f"macro mean {macro:.1f}"); ax.legend(fontsize=8); ax.set_title(title)
+    ax.axhline(macro, ls="--", c="k", lw=1, label=f"macro mean {macro:.1f}")
+    ax.legend(fontsize=8)
+    ax.set_title(title)
     return ax
 
 # %% ../nbs/25_plots.ipynb #242750d4
 def save_figure(fig, path) -> Path:
     "Save a figure as PNG atomically and close it."
     path = Path(path)
-    with atomic_path(path) as tmp: fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
     plt.close(fig)
     return path
 
+
 def save_all(res, out_dir, ci: dict | None = None, title: str | None = None) -> list[Path]:
     "Write the figures of one `LareqaResult` to `out_dir`: pair heat-maps (mAP, R@1), the settings bars (with `ci`), the rank distances."
-    out_dir = Path(out_dir); prefix = res.name; paths = []
+    out_dir = Path(out_dir)
+    prefix = res.name
+    paths = []
     for metric in ("ap", "r@1"):
-        ax = pair_heatmap(res, metric, title=f"{title or res.name}: {'mAP' if metric == 'ap' else metric} per pair")
+        ax = pair_heatmap(
+            res, metric, title=f"{title or res.name}: {'mAP' if metric == 'ap' else metric} per pair"
+        )
         paths.append(save_figure(ax.figure, out_dir / f"{prefix}-pairs-{metric.replace('@', '')}.png"))
     if ci is None:
-        s = res.summary(); df = pd.DataFrame([dict(model=title or "model", setting=SETTING_LABELS[k], value=s[k]) for k in SETTING_LABELS])
-    else: df = ci_frame(ci, title or "model")
+        s = res.summary()
+        df = pd.DataFrame(
+            [dict(model=title or "model", setting=SETTING_LABELS[k], value=s[k]) for k in SETTING_LABELS]
+        )
+    else:
+        df = ci_frame(ci, title or "model")
     paths.append(save_figure(settings_bars(df).figure, out_dir / f"{prefix}-settings.png"))
     paths.append(save_figure(rank_distance_plot(res).figure, out_dir / f"{prefix}-rank-distance.png"))
     return paths

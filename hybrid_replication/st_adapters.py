@@ -9,10 +9,14 @@ import numpy as np
 from .data import DataError, RetrievalSet, TrainPair
 from .sampling import make_sampler
 
-try: from sentence_transformers.base.sampler import DefaultBatchSampler            # sentence-transformers >= 6
-except ImportError: from sentence_transformers.sampler import DefaultBatchSampler  # sentence-transformers 3-5
-try: from sentence_transformers.base.evaluation import SentenceEvaluator
-except ImportError: from sentence_transformers.evaluation import SentenceEvaluator
+try:
+    from sentence_transformers.base.sampler import DefaultBatchSampler  # sentence-transformers >= 6
+except ImportError:
+    from sentence_transformers.sampler import DefaultBatchSampler  # sentence-transformers 3-5
+try:
+    from sentence_transformers.base.evaluation import SentenceEvaluator
+except ImportError:
+    from sentence_transformers.evaluation import SentenceEvaluator
 
 # %% auto #0
 __all__ = ['METADATA_COLUMNS', 'pairs_from_columns', 'LanguageBatchSampler', 'batch_sampler', 'DropColumns', 'LareqaEvaluator']
@@ -20,27 +24,54 @@ __all__ = ['METADATA_COLUMNS', 'pairs_from_columns', 'LanguageBatchSampler', 'ba
 # %% ../nbs/26_st_adapters.ipynb #08e1e61a
 METADATA_COLUMNS = ("qid", "query_lang", "passage_lang")
 
-def pairs_from_columns(dataset, query_column: str = "anchor", passage_column: str = "positive",
-                       qid_column: str = "qid", query_lang_column: str = "query_lang",
-                       passage_lang_column: str = "passage_lang") -> list[TrainPair]:
+
+def pairs_from_columns(
+    dataset,
+    query_column: str = "anchor",
+    passage_column: str = "positive",
+    qid_column: str = "qid",
+    query_lang_column: str = "query_lang",
+    passage_lang_column: str = "passage_lang",
+) -> list[TrainPair]:
     "Row i of a `datasets.Dataset` as `TrainPair` i: what the samplers read (question id, languages, texts)."
     names = (query_column, passage_column, qid_column, query_lang_column, passage_lang_column)
     for name in names:
         if name not in dataset.column_names:
-            raise DataError("training dataset", field=name, problem=f"no such column; it has {dataset.column_names}")
+            raise DataError(
+                "training dataset", field=name, problem=f"no such column; it has {dataset.column_names}"
+            )
     query, passage, qid, qlang, plang = (dataset[name] for name in names)
-    return [TrainPair(str(i), str(ql), str(q), str(pl), str(p), (), "dataset")
-            for q, p, i, ql, pl in zip(query, passage, qid, qlang, plang)]
+    return [
+        TrainPair(str(i), str(ql), str(q), str(pl), str(p), (), "dataset")
+        for q, p, i, ql, pl in zip(query, passage, qid, qlang, plang)
+    ]
 
 # %% ../nbs/26_st_adapters.ipynb #58cc5343
 class LanguageBatchSampler(DefaultBatchSampler):
     """A sentence-transformers batch sampler over a `datasets.Dataset` that makes `kind` batches ('mono' = X-X-mono,
     'cross' = X-Y, 'hybrid', 'shuffled') with `hybrid_replication.sampling.make_sampler`; `options` go to it
     (e.g. `alpha`). Batches are always full: `drop_last` has nothing to drop."""
-    def __init__(self, dataset, batch_size: int, drop_last: bool = False, valid_label_columns=None, generator=None,
-                 seed: int = 0, kind: str = "hybrid", columns: dict | None = None, **options):
-        super().__init__(dataset, batch_size=batch_size, drop_last=drop_last, valid_label_columns=valid_label_columns,
-                         generator=generator, seed=seed)
+
+    def __init__(
+        self,
+        dataset,
+        batch_size: int,
+        drop_last: bool = False,
+        valid_label_columns=None,
+        generator=None,
+        seed: int = 0,
+        kind: str = "hybrid",
+        columns: dict | None = None,
+        **options,
+    ):
+        super().__init__(
+            dataset,
+            batch_size=batch_size,
+            drop_last=drop_last,
+            valid_label_columns=valid_label_columns,
+            generator=generator,
+            seed=seed,
+        )
         self.pairs = pairs_from_columns(dataset, **(columns or {}))
         self.sampler = make_sampler(kind, self.pairs, batch_size, seed=seed, **options)
 
@@ -52,54 +83,88 @@ class LanguageBatchSampler(DefaultBatchSampler):
         self.sampler.set_epoch(self.epoch)
         yield from self.sampler
 
-    def __len__(self) -> int: return len(self.sampler)
+    def __len__(self) -> int:
+        return len(self.sampler)
+
 
 def batch_sampler(kind: str = "hybrid", columns: dict | None = None, **options):
     "A factory for `SentenceTransformerTrainingArguments(batch_sampler=...)` that makes `LanguageBatchSampler`s."
+
     def make(dataset, batch_size, drop_last=False, valid_label_columns=None, generator=None, seed=0):
-        return LanguageBatchSampler(dataset, batch_size, drop_last, valid_label_columns, generator, seed,
-                                    kind=kind, columns=columns, **options)
+        return LanguageBatchSampler(
+            dataset,
+            batch_size,
+            drop_last,
+            valid_label_columns,
+            generator,
+            seed,
+            kind=kind,
+            columns=columns,
+            **options,
+        )
+
     make.__name__ = f"{kind}_batch_sampler"
     return make
 
 # %% ../nbs/26_st_adapters.ipynb #c241d722
 class DropColumns:
     "Wrap a data collator so that it never sees `columns`: the samplers' metadata must not be tokenised as texts."
+
     def __init__(self, collator, columns=METADATA_COLUMNS):
         self.collator, self.columns = collator, set(columns)
 
     def __call__(self, features: list[dict]):
         return self.collator([{k: v for k, v in f.items() if k not in self.columns} for f in features])
 
-    def __getattr__(self, name): return getattr(self.collator, name)
+    def __getattr__(self, name):
+        return getattr(self.collator, name)
 
 # %% ../nbs/26_st_adapters.ipynb #0c8f8b5d
 class LareqaEvaluator(SentenceEvaluator):
     """Mo./Cr./Mul. mAP, R@1, R@10 and rank distance of a LAReQA set (`RetrievalSet`) during sentence-transformers
     training; the same numbers as `hybrid_replication.lareqa_eval.evaluate_lareqa`. The query and passage prompts
     default to the model's own `query` and `passage`/`document` prompts."""
+
     METRICS = ("mono_map", "cross_map", "multi_map", "multi_map_lang_macro", "mono_r@1", "cross_r@1", "multi_r@10")
 
-    def __init__(self, rs: RetrievalSet, name: str = "lareqa", batch_size: int = 32, query_prompt: str | None = None,
-                 passage_prompt: str | None = None, show_progress_bar: bool = False):
+    def __init__(
+        self,
+        rs: RetrievalSet,
+        name: str = "lareqa",
+        batch_size: int = 32,
+        query_prompt: str | None = None,
+        passage_prompt: str | None = None,
+        show_progress_bar: bool = False,
+    ):
         super().__init__()
         from hybrid_replication.lareqa_eval import LareqaIndex
+
         self.rs, self.index, self.name, self.batch_size = rs, LareqaIndex.from_set(rs), name, batch_size
         self.query_prompt, self.passage_prompt = query_prompt, passage_prompt
         self.show_progress_bar = show_progress_bar
         self.primary_metric = "multi_map"
 
     def _embed(self, model, texts, prompt):
-        return model.encode(texts, prompt=prompt, batch_size=self.batch_size, show_progress_bar=self.show_progress_bar,
-                            convert_to_numpy=True, normalize_embeddings=True)
+        return model.encode(
+            texts,
+            prompt=prompt,
+            batch_size=self.batch_size,
+            show_progress_bar=self.show_progress_bar,
+            convert_to_numpy=True,
+            normalize_embeddings=True,
+        )
 
     def __call__(self, model, output_path=None, epoch: int = -1, steps: int = -1) -> dict:
         from hybrid_replication.bias import rank_distance_table
         from hybrid_replication.lareqa_eval import candidate_texts, evaluate_embeddings
+
         prompts = getattr(model, "prompts", None) or {}
         query_prompt = self.query_prompt if self.query_prompt is not None else prompts.get("query")
-        passage_prompt = self.passage_prompt if self.passage_prompt is not None else \
-            prompts.get("passage", prompts.get("document"))
+        passage_prompt = (
+            self.passage_prompt
+            if self.passage_prompt is not None
+            else prompts.get("passage", prompts.get("document"))
+        )
         q_emb = self._embed(model, [q.text.strip() for q in self.rs.questions], query_prompt)
         c_emb = self._embed(model, [t.strip() for t in candidate_texts(self.rs)], passage_prompt)
         res = evaluate_embeddings(self.index, q_emb, c_emb)

@@ -16,31 +16,46 @@ __all__ = ['macro_mean', 'bootstrap_distribution', 'Interval', 'bootstrap_ci', '
 def _design(values, groups, strata):
     "Sums and counts per (cluster, stratum): every statistic below is a function of these."
     v = np.asarray(values, dtype=np.float64)
-    if v.ndim != 1 or len(v) == 0: raise ValueError(f"per-query values must be a non-empty 1-d array, got shape {v.shape}")
-    if not np.isfinite(v).all(): raise ValueError("per-query values contain NaN or inf")
+    if v.ndim != 1 or len(v) == 0:
+        raise ValueError(f"per-query values must be a non-empty 1-d array, got shape {v.shape}")
+    if not np.isfinite(v).all():
+        raise ValueError("per-query values contain NaN or inf")
     for name, a in (("groups", groups), ("strata", strata)):
-        if a is not None and len(a) != len(v): raise ValueError(f"{name} has {len(a)} entries for {len(v)} values")
+        if a is not None and len(a) != len(v):
+            raise ValueError(f"{name} has {len(a)} entries for {len(v)} values")
     g = np.arange(len(v)) if groups is None else np.unique(np.asarray(groups), return_inverse=True)[1].ravel()
-    s = np.zeros(len(v), dtype=np.int64) if strata is None else np.unique(np.asarray(strata), return_inverse=True)[1].ravel()
+    s = (
+        np.zeros(len(v), dtype=np.int64)
+        if strata is None
+        else np.unique(np.asarray(strata), return_inverse=True)[1].ravel()
+    )
     n_g, n_s = g.max() + 1, s.max() + 1
-    S = np.zeros((n_g, n_s)); N = np.zeros((n_g, n_s))
-    np.add.at(S, (g, s), v); np.add.at(N, (g, s), 1)
+    S = np.zeros((n_g, n_s))
+    N = np.zeros((n_g, n_s))
+    np.add.at(S, (g, s), v)
+    np.add.at(N, (g, s), 1)
     return S, N
+
 
 def _macro(S_w, N_w):
     "Mean over strata of the per-stratum means; a stratum that a resample leaves empty is skipped."
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.nanmean(S_w / np.where(N_w > 0, N_w, np.nan), axis=-1)
 
+
 def _boot_weights(n_clusters, n_boot, rng, chunk=256):
     "Multinomial counts: how often each cluster is drawn, per resample, in chunks to bound memory."
     for b in range(0, n_boot, chunk):
-        yield rng.multinomial(n_clusters, np.full(n_clusters, 1.0 / n_clusters), size=min(chunk, n_boot - b)).astype(np.float64)
+        yield rng.multinomial(
+            n_clusters, np.full(n_clusters, 1.0 / n_clusters), size=min(chunk, n_boot - b)
+        ).astype(np.float64)
+
 
 def macro_mean(values, groups=None, strata=None) -> float:
     "The point estimate: the plain mean, or with `strata` the mean of the per-stratum means (`groups` do not change it)."
     S, N = _design(values, groups, strata)
     return float(_macro(S.sum(0), N.sum(0)))
+
 
 def bootstrap_distribution(values, n_boot: int = 1000, seed: int = 0, groups=None, strata=None) -> np.ndarray:
     "`n_boot` resampled (macro) means: clusters (`groups`, default each query alone) drawn with replacement."
@@ -52,20 +67,30 @@ def bootstrap_distribution(values, n_boot: int = 1000, seed: int = 0, groups=Non
 @dataclass
 class Interval:
     "A point estimate with a percentile bootstrap confidence interval."
+
     estimate: float
     low: float
     high: float
     ci: float = 0.95
     n_boot: int = 1000
-    def __repr__(self): return f"{self.estimate:.4f} [{self.low:.4f}, {self.high:.4f}] ({self.ci:.0%} CI, {self.n_boot} resamples)"
-    def __contains__(self, x): return self.low <= x <= self.high
-    @property
-    def half_width(self) -> float: return (self.high - self.low) / 2
 
-def bootstrap_ci(per_query_values, n_boot: int = 1000, ci: float = 0.95, seed: int = 0,
-                 groups=None, strata=None) -> Interval:
+    def __repr__(self):
+        return f"{self.estimate:.4f} [{self.low:.4f}, {self.high:.4f}] ({self.ci:.0%} CI, {self.n_boot} resamples)"
+
+    def __contains__(self, x):
+        return self.low <= x <= self.high
+
+    @property
+    def half_width(self) -> float:
+        return (self.high - self.low) / 2
+
+
+def bootstrap_ci(
+    per_query_values, n_boot: int = 1000, ci: float = 0.95, seed: int = 0, groups=None, strata=None
+) -> Interval:
     "Percentile bootstrap CI of the (macro) mean over queries; `groups` resamples whole clusters (question ids), `strata` macro-averages (languages)."
-    if not 0 < ci < 1: raise ValueError(f"ci must be in (0, 1), got {ci}")
+    if not 0 < ci < 1:
+        raise ValueError(f"ci must be in (0, 1), got {ci}")
     boot = bootstrap_distribution(per_query_values, n_boot, seed, groups, strata)
     lo, hi = np.quantile(boot, [(1 - ci) / 2, (1 + ci) / 2])
     return Interval(macro_mean(per_query_values, groups, strata), float(lo), float(hi), ci, n_boot)
@@ -73,8 +98,10 @@ def bootstrap_ci(per_query_values, n_boot: int = 1000, ci: float = 0.95, seed: i
 # %% ../nbs/21_stats.ipynb #adb189f2
 def _paired_design(a, b, groups, strata):
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    if a.shape != b.shape: raise ValueError(f"paired scores need the same queries: {a.shape} vs {b.shape}")
+    if a.shape != b.shape:
+        raise ValueError(f"paired scores need the same queries: {a.shape} vs {b.shape}")
     return _design(b - a, groups, strata)
+
 
 def permutation_test(a, b, n_perm: int = 10000, seed: int = 0, groups=None, strata=None) -> float:
     "Two-sided p-value of the sign-flip randomisation test for mean(b) - mean(a) = 0 (signs flipped per cluster)."
@@ -85,10 +112,15 @@ def permutation_test(a, b, n_perm: int = 10000, seed: int = 0, groups=None, stra
     for p in range(0, n_perm, 1024):
         signs = rng.choice([-1.0, 1.0], size=(min(1024, n_perm - p), len(D)))
         stat = np.abs(_macro(signs @ D, np.broadcast_to(N.sum(0), (len(signs), N.shape[1]))))
-        hits += int((stat >= obs - 1e-12 * max(obs, 1.0)).sum())  # float round-off must not make an exact tie a miss
+        hits += int(
+            (stat >= obs - 1e-12 * max(obs, 1.0)).sum()
+        )  # float round-off must not make an exact tie a miss
     return (hits + 1) / (n_perm + 1)
 
-def paired_bootstrap(a, b, n_boot: int = 1000, ci: float = 0.95, seed: int = 0, groups=None, strata=None) -> tuple[Interval, float]:
+
+def paired_bootstrap(
+    a, b, n_boot: int = 1000, ci: float = 0.95, seed: int = 0, groups=None, strata=None
+) -> tuple[Interval, float]:
     "Percentile CI of mean(b) - mean(a) by resampling queries (clusters) jointly, and a two-sided bootstrap p-value."
     diff = np.asarray(b, dtype=np.float64) - np.asarray(a, dtype=np.float64)
     boot = bootstrap_distribution(diff, n_boot, seed, groups, strata)
@@ -97,16 +129,20 @@ def paired_bootstrap(a, b, n_boot: int = 1000, ci: float = 0.95, seed: int = 0, 
     p = (int((np.abs(boot - boot.mean()) >= abs(est) - 1e-12 * max(abs(est), 1.0)).sum()) + 1) / (n_boot + 1)
     return Interval(est, float(lo), float(hi), ci, n_boot), p
 
+
 def paired_test(a, b, method: str = "permutation", **kw) -> float:
     "Two-sided p-value for 'systems a and b have the same mean' on paired per-query scores ('permutation' or 'bootstrap')."
-    if method == "permutation": return permutation_test(a, b, **kw)
-    if method == "bootstrap": return paired_bootstrap(a, b, **kw)[1]
+    if method == "permutation":
+        return permutation_test(a, b, **kw)
+    if method == "bootstrap":
+        return paired_bootstrap(a, b, **kw)[1]
     raise ValueError(f"method must be 'permutation' or 'bootstrap', got {method!r}")
 
 # %% ../nbs/21_stats.ipynb #e3cef831
 @dataclass
 class Comparison:
     "The outcome of `compare`: means, the difference b - a with its CI, the p-value and a verdict."
+
     name_a: str
     name_b: str
     mean_a: float
@@ -115,24 +151,52 @@ class Comparison:
     p_value: float
     alpha: float
     verdict: str
-    def __repr__(self): return self.verdict
-    def to_dict(self) -> dict:
-        return dict(a=self.name_a, b=self.name_b, mean_a=self.mean_a, mean_b=self.mean_b, diff=self.diff.estimate,
-                    diff_low=self.diff.low, diff_high=self.diff.high, ci=self.diff.ci, p_value=self.p_value,
-                    alpha=self.alpha, verdict=self.verdict)
 
-def compare(a, b, names: tuple[str, str] = ("a", "b"), alpha: float = 0.05, n_boot: int = 2000,
-            n_perm: int = 10000, seed: int = 0, groups=None, strata=None) -> Comparison:
+    def __repr__(self):
+        return self.verdict
+
+    def to_dict(self) -> dict:
+        return dict(
+            a=self.name_a,
+            b=self.name_b,
+            mean_a=self.mean_a,
+            mean_b=self.mean_b,
+            diff=self.diff.estimate,
+            diff_low=self.diff.low,
+            diff_high=self.diff.high,
+            ci=self.diff.ci,
+            p_value=self.p_value,
+            alpha=self.alpha,
+            verdict=self.verdict,
+        )
+
+
+def compare(
+    a,
+    b,
+    names: tuple[str, str] = ("a", "b"),
+    alpha: float = 0.05,
+    n_boot: int = 2000,
+    n_perm: int = 10000,
+    seed: int = 0,
+    groups=None,
+    strata=None,
+) -> Comparison:
     "Compare two systems' per-query scores: difference b - a, its bootstrap CI, the sign-flip p-value, and a verdict in words."
     ma, mb = macro_mean(a, groups, strata), macro_mean(b, groups, strata)
     diff, _ = paired_bootstrap(a, b, n_boot, 1 - alpha, seed, groups, strata)
     p = permutation_test(a, b, n_perm, seed, groups, strata)
     excludes_zero = not (diff.low <= 0 <= diff.high)
-    if p < alpha and excludes_zero: word = f"significant at {alpha:g}"
-    elif p >= alpha and not excludes_zero: word = "within noise"
-    else: word = f"borderline at {alpha:g} (the test and the interval disagree)"
+    if p < alpha and excludes_zero:
+        word = f"significant at {alpha:g}"
+    elif p >= alpha and not excludes_zero:
+        word = "within noise"
+    else:
+        word = f"borderline at {alpha:g} (the test and the interval disagree)"
     better = names[1] if diff.estimate > 0 else names[0]
-    text = (f"{names[0]} {ma:.4f} vs {names[1]} {mb:.4f}: difference {diff.estimate:+.4f} "
-            f"[{diff.low:+.4f}, {diff.high:+.4f}] ({1 - alpha:.0%} CI), p = {p:.3g}: {word}"
-            + (f" ({better} better)" if word.startswith("significant") else ""))
+    text = (
+        f"{names[0]} {ma:.4f} vs {names[1]} {mb:.4f}: difference {diff.estimate:+.4f} "
+        f"[{diff.low:+.4f}, {diff.high:+.4f}] ({1 - alpha:.0%} CI), p = {p:.3g}: {word}"
+        + (f" ({better} better)" if word.startswith("significant") else "")
+    )
     return Comparison(names[0], names[1], ma, mb, diff, p, alpha, text)

@@ -17,7 +17,15 @@ from .io import atomic_path, atomic_write_json, atomic_write_text, provenance, r
 from .data import DataError, TrainPair
 from .gradcache import grad_cache_backward
 from .encoder import transformer_layers
-from .distributed import DistInfo, init_distributed, mean_over_ranks, any_rank, gather_objects, barrier, cleanup_distributed
+from hybrid_replication.distributed import (
+    DistInfo,
+    init_distributed,
+    mean_over_ranks,
+    any_rank,
+    gather_objects,
+    barrier,
+    cleanup_distributed,
+)
 
 # %% auto #0
 __all__ = ['SAMPLER_KINDS', 'RESUMABLE_FIELDS', 'PRESETS', 'yaml_value', 'TrainConfig', 'linear_schedule', 'warmup_steps',
@@ -29,9 +37,18 @@ __all__ = ['SAMPLER_KINDS', 'RESUMABLE_FIELDS', 'PRESETS', 'yaml_value', 'TrainC
 # %% ../nbs/13_train.ipynb #43f33bd5
 class _YamlLoader(yaml.SafeLoader):
     "YAML 1.1 reads `3e-5` as a string; configs are full of such numbers, so read them as floats (as YAML 1.2 does)."
-_YamlLoader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)|\.[0-9_]+(?:[eE][-+][0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$""", re.X),
-    list("-+0123456789."))
+
+
+_YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)|\.[0-9_]+(?:[eE][-+][0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
 
 def yaml_value(text: str):
     "Parse a YAML value or document the way configs are read (`3e-5` is a float)."
@@ -43,94 +60,140 @@ _DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 _INT, _NOT_NEGATIVE_INT = dict(integer=True), dict(integer=True, low=0)
 # field: how its value is checked (`_check_number`); every number must also be finite
 _NUMBER_RULES = {
-    "max_query_length": dict(integer=True, low=1), "max_passage_length": dict(integer=True, low=1),
+    "max_query_length": dict(integer=True, low=1),
+    "max_passage_length": dict(integer=True, low=1),
     "dropout": dict(low=0, high=1, high_open=True, optional=True),
-    "freeze_layers": _NOT_NEGATIVE_INT, "trainable_layers": dict(integer=True, low=1, optional=True),
-    "val_fraction": dict(low=0, high=1, high_open=True), "alpha": dict(low=0, high=1),
+    "freeze_layers": _NOT_NEGATIVE_INT,
+    "trainable_layers": dict(integer=True, low=1, optional=True),
+    "val_fraction": dict(low=0, high=1, high_open=True),
+    "alpha": dict(low=0, high=1),
     "batch_size": dict(integer=True, low=2, why="in-batch negatives need at least 2"),
-    "hard_negatives": _NOT_NEGATIVE_INT, "temperature": dict(low=0, low_open=True, optional=True),
-    "lr": dict(low=0, low_open=True), "weight_decay": dict(low=0), "warmup_ratio": dict(low=0, high=1),
-    "warmup_steps": _NOT_NEGATIVE_INT, "max_steps": dict(integer=True, low=1, optional=True),
-    "epochs": dict(low=0, low_open=True), "max_grad_norm": dict(low=0, low_open=True, optional=True),
-    "grad_cache_chunk": _NOT_NEGATIVE_INT, "seed": _INT, "threads": dict(integer=True, low=1, optional=True),
-    "eval_every": _NOT_NEGATIVE_INT, "ckpt_every": _NOT_NEGATIVE_INT, "patience": _NOT_NEGATIVE_INT,
+    "hard_negatives": _NOT_NEGATIVE_INT,
+    "temperature": dict(low=0, low_open=True, optional=True),
+    "lr": dict(low=0, low_open=True),
+    "weight_decay": dict(low=0),
+    "warmup_ratio": dict(low=0, high=1),
+    "warmup_steps": _NOT_NEGATIVE_INT,
+    "max_steps": dict(integer=True, low=1, optional=True),
+    "epochs": dict(low=0, low_open=True),
+    "max_grad_norm": dict(low=0, low_open=True, optional=True),
+    "grad_cache_chunk": _NOT_NEGATIVE_INT,
+    "seed": _INT,
+    "threads": dict(integer=True, low=1, optional=True),
+    "eval_every": _NOT_NEGATIVE_INT,
+    "ckpt_every": _NOT_NEGATIVE_INT,
+    "patience": _NOT_NEGATIVE_INT,
     "log_every": dict(integer=True, low=1),
 }
 
-def _check_number(name: str, value, integer=False, low=None, high=None, low_open=False, high_open=False,
-                  optional=False, why=""):
+
+def _check_number(
+    name: str, value, integer=False, low=None, high=None, low_open=False, high_open=False, optional=False, why=""
+):
     "A config number of the right type, finite and in range; anything else is a ValueError naming the field."
-    if value is None and optional: return
-    def bad(problem): raise ValueError(f"TrainConfig field {name!r}: {value!r} {problem}{f' ({why})' if why else ''}")
+    if value is None and optional:
+        return
+
+    def bad(problem):
+        raise ValueError(f"TrainConfig field {name!r}: {value!r} {problem}{f' ({why})' if why else ''}")
+
     if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
         bad("is not an integer" if integer else "is not a number")
-    if not math.isfinite(value): bad("is not a finite number")
-    if low is not None and (value <= low if low_open else value < low): bad(f"must be {'>' if low_open else '>='} {low}")
-    if high is not None and (value >= high if high_open else value > high): bad(f"must be {'<' if high_open else '<='} {high}")
+    if not math.isfinite(value):
+        bad("is not a finite number")
+    if low is not None and (value <= low if low_open else value < low):
+        bad(f"must be {'>' if low_open else '>='} {low}")
+    if high is not None and (value >= high if high_open else value > high):
+        bad(f"must be {'<' if high_open else '<='} {high}")
 
 # %% ../nbs/13_train.ipynb #531901ad
 # fields a resumed run may change; every other field must match the checkpoint
-RESUMABLE_FIELDS = {"max_steps", "epochs", "eval_every", "ckpt_every", "patience", "output_dir", "threads",
-                    "device", "log_every", "save_model"}
+RESUMABLE_FIELDS = {
+    "max_steps",
+    "epochs",
+    "eval_every",
+    "ckpt_every",
+    "patience",
+    "output_dir",
+    "threads",
+    "device",
+    "log_every",
+    "save_model",
+}
+
 
 @dataclass
 class TrainConfig:
     "Everything a training run needs. Serialises to and from YAML/JSON; `TrainConfig.preset('paper'|'cpu')`."
+
     # model
-    model: str = "multilingual-e5-small"   # a name for `load_encoder`, a local folder, or 'tiny' (random tiny BERT, tests)
-    pooling: str | None = None             # None: the model's own ('mean' for E5, 'pooler' for LaBSE)
+    model: str = (
+        "multilingual-e5-small"  # a name for `load_encoder`, a local folder, or 'tiny' (random tiny BERT, tests)
+    )
+    pooling: str | None = None  # None: the model's own ('mean' for E5, 'pooler' for LaBSE)
     query_prefix: str = "Query: "
     passage_prefix: str = "Passage: "
     max_query_length: int = 64
     max_passage_length: int = 256
-    dropout: float | None = None           # None: the model's own dropout
+    dropout: float | None = None  # None: the model's own dropout
     freeze_word_embeddings: bool = False
-    freeze_layers: int = 0                 # freeze the embeddings and the lowest N transformer layers
-    trainable_layers: int | None = None    # train only the top k blocks over a cached frozen trunk (`trunk`); None: all
+    freeze_layers: int = 0  # freeze the embeddings and the lowest N transformer layers
+    trainable_layers: int | None = (
+        None  # train only the top k blocks over a cached frozen trunk (`trunk`); None: all
+    )
     # data
-    sources: list = field(default_factory=lambda: [{"name": "mlqa-r"}])   # dicts: name + options for the pair builder
+    sources: list = field(
+        default_factory=lambda: [{"name": "mlqa-r"}]
+    )  # dicts: name + options for the pair builder
     data_dir: str | None = None
-    val_fraction: float = 0.0              # hold out this share of question ids; their `val_lang` pairs are the validation set
-    val_source: dict | None = None         # or a separate validation source (same form as `sources` items)
-    val_lang: str | None = "en"            # validation pairs: query and passage in this language (None: any)
+    val_fraction: float = 0.0  # hold out this share of question ids; their `val_lang` pairs are the validation set
+    val_source: dict | None = None  # or a separate validation source (same form as `sources` items)
+    val_lang: str | None = "en"  # validation pairs: query and passage in this language (None: any)
     # batches
-    sampler: str = "hybrid"                # 'mono' (X-X-mono) | 'cross' (X-Y) | 'hybrid' | 'shuffled'
-    alpha: float = 0.5                     # hybrid: share of X-X-mono batches
-    multi_source: str = "size"             # with several sources, each batch from one source: 'size' | 'round_robin'
-    sampler_options: dict = field(default_factory=dict)   # more keyword arguments for `make_sampler`
-    batch_size: int = 100                  # the global batch (all ranks together)
-    hard_negatives: int = 0                # hard negatives per query, taken from each pair's `hard_negatives`
+    sampler: str = "hybrid"  # 'mono' (X-X-mono) | 'cross' (X-Y) | 'hybrid' | 'shuffled'
+    alpha: float = 0.5  # hybrid: share of X-X-mono batches
+    multi_source: str = "size"  # with several sources, each batch from one source: 'size' | 'round_robin'
+    sampler_options: dict = field(default_factory=dict)  # more keyword arguments for `make_sampler`
+    batch_size: int = 100  # the global batch (all ranks together)
+    hard_negatives: int = 0  # hard negatives per query, taken from each pair's `hard_negatives`
     # loss
-    temperature: float | None = None       # None: plain cosine in the softmax, as the paper
+    temperature: float | None = None  # None: plain cosine in the softmax, as the paper
     symmetric: bool = False
     # optimisation
     lr: float = 3e-5
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
-    warmup_steps: int = 0                  # > 0 overrides warmup_ratio
-    max_steps: int | None = None           # None: `epochs` passes over the sampler's epoch
+    warmup_steps: int = 0  # > 0 overrides warmup_ratio
+    max_steps: int | None = None  # None: `epochs` passes over the sampler's epoch
     epochs: float = 1.0
     max_grad_norm: float | None = 1.0
-    grad_cache_chunk: int = 0              # > 0: gradient caching with chunks of this many texts
-    precision: str = "fp32"                # "bf16": training forward passes under bf16 autocast (GPUs); "fp32"
+    grad_cache_chunk: int = 0  # > 0: gradient caching with chunks of this many texts
+    precision: str = "fp32"  # "bf16": training forward passes under bf16 autocast (GPUs); "fp32"
     # run
     seed: int = 0
     threads: int | None = None
     device: str = "auto"
-    eval_every: int = 0                    # validation loss every N steps (and at the end); 0: never
-    ckpt_every: int = 0                    # checkpoint every N steps (always at the end and on SIGINT/SIGTERM)
-    patience: int = 0                      # early stopping after N evaluations without improvement; 0: off
+    eval_every: int = 0  # validation loss every N steps (and at the end); 0: never
+    ckpt_every: int = 0  # checkpoint every N steps (always at the end and on SIGINT/SIGTERM)
+    patience: int = 0  # early stopping after N evaluations without improvement; 0: off
     log_every: int = 1
-    save_model: bool = True                # write the final and best encoders (Sentence-Transformers folders)
+    save_model: bool = True  # write the final and best encoders (Sentence-Transformers folders)
     output_dir: str = "runs/train"
 
-    def __post_init__(self): self.validate()
+    def __post_init__(self):
+        self.validate()
 
     def validate(self):
-        for name, rule in _NUMBER_RULES.items(): _check_number(name, getattr(self, name), **rule)
-        def bad(f, problem): raise ValueError(f"TrainConfig field {f!r}: {problem}")
-        if self.sampler not in SAMPLER_KINDS: bad("sampler", f"{self.sampler!r} is not one of {', '.join(SAMPLER_KINDS)}")
-        if self.precision not in ("fp32", "bf16"): bad("precision", f"{self.precision!r} is not fp32 or bf16")
+        for name, rule in _NUMBER_RULES.items():
+            _check_number(name, getattr(self, name), **rule)
+
+        def bad(f, problem):
+            raise ValueError(f"TrainConfig field {f!r}: {problem}")
+
+        if self.sampler not in SAMPLER_KINDS:
+            bad("sampler", f"{self.sampler!r} is not one of {', '.join(SAMPLER_KINDS)}")
+        if self.precision not in ("fp32", "bf16"):
+            bad("precision", f"{self.precision!r} is not fp32 or bf16")
         if self.multi_source not in ("size", "round_robin"):
             bad("multi_source", f"{self.multi_source!r} is not 'size' or 'round_robin'")
         if not isinstance(self.device, str) or not _DEVICE.fullmatch(self.device):
@@ -139,21 +202,27 @@ class TrainConfig:
             bad("sources", "needs a list of dicts, each with a 'name'")
         if self.trainable_layers is not None and self.freeze_layers:
             bad("trainable_layers", "give trainable_layers or freeze_layers, not both")
-        if self.patience and not self.eval_every: bad("patience", "early stopping needs eval_every > 0")
-        if self.val_fraction and self.val_source: bad("val_source", "give val_source or val_fraction, not both")
+        if self.patience and not self.eval_every:
+            bad("patience", "early stopping needs eval_every > 0")
+        if self.val_fraction and self.val_source:
+            bad("val_source", "give val_source or val_fraction, not both")
         if self.eval_every and not (self.val_fraction or self.val_source):
             bad("eval_every", "needs a validation set: val_fraction > 0 or val_source")
 
-    def to_dict(self) -> dict: return asdict(self)
+    def to_dict(self) -> dict:
+        return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "config") -> "TrainConfig":
         "Build from a dict; a `preset` key starts from that preset; unknown keys are an error naming them."
-        d = dict(d or {}); base = cls.preset(d.pop("preset")).to_dict() if "preset" in d else {}
+        d = dict(d or {})
+        base = cls.preset(d.pop("preset")).to_dict() if "preset" in d else {}
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - names)
-        if unknown: raise ValueError(f"{where}: unknown TrainConfig field(s) {unknown}")
-        try: return cls(**{**base, **d})
+        if unknown:
+            raise ValueError(f"{where}: unknown TrainConfig field(s) {unknown}")
+        try:
+            return cls(**{**base, **d})
         except ValueError as e:
             raise (DataError(where, problem=str(e)) if where != "config" else e) from None
 
@@ -161,9 +230,11 @@ class TrainConfig:
         "Write as YAML (.yaml/.yml) or JSON (anything else), atomically."
         path = Path(path)
         if path.suffix in (".yaml", ".yml"):
-            d = self.to_dict(); text = yaml.safe_dump(d, sort_keys=False, allow_unicode=True)
+            d = self.to_dict()
+            text = yaml.safe_dump(d, sort_keys=False, allow_unicode=True)
             # raw unicode is readable, but YAML folds some characters (U+0085, U+2028) into line breaks: escape then
-            if yaml_value(text) != d: text = yaml.safe_dump(d, sort_keys=False, allow_unicode=False)
+            if yaml_value(text) != d:
+                text = yaml.safe_dump(d, sort_keys=False, allow_unicode=False)
             return atomic_write_text(path, text)
         return atomic_write_json(path, self.to_dict())
 
@@ -171,42 +242,82 @@ class TrainConfig:
     def load(cls, path) -> "TrainConfig":
         path = Path(path)
         text = read_text(path, missing="config file not found")
-        try: d = yaml_value(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
-        except Exception as e: raise DataError(path, problem=f"not valid {'YAML' if path.suffix in ('.yaml', '.yml') else 'JSON'}: {e}") from None
-        if not isinstance(d, dict): raise DataError(path, problem="a config must be a mapping of field: value")
+        try:
+            d = yaml_value(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
+        except Exception as e:
+            raise DataError(
+                path, problem=f"not valid {'YAML' if path.suffix in ('.yaml', '.yml') else 'JSON'}: {e}"
+            ) from None
+        if not isinstance(d, dict):
+            raise DataError(path, problem="a config must be a mapping of field: value")
         return cls.from_dict(d, where=str(path))
 
     def with_overrides(self, assignments) -> "TrainConfig":
         "A copy with `key=value` assignments applied (values parsed as YAML: 3e-5, null, true, [a, b], {name: mlqa-r})."
         d = self.to_dict()
         for a in assignments or []:
-            if "=" not in a: raise ValueError(f"--set expects key=value, got {a!r}")
+            if "=" not in a:
+                raise ValueError(f"--set expects key=value, got {a!r}")
             k, v = a.split("=", 1)
             d[k.strip()] = yaml_value(v)
         return type(self).from_dict(d, where="--set")
 
     @classmethod
     def preset(cls, name: str, **overrides) -> "TrainConfig":
-        if name not in PRESETS: raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
         return cls(**{**PRESETS[name], **overrides})
+
 
 PRESETS = {
     # the paper's stated settings; warm-up, steps, lengths, clipping and the validation schedule are not stated: common choices
-    "paper": dict(lr=3e-5, weight_decay=0.01, batch_size=100, temperature=None, query_prefix="Query: ",
-                  passage_prefix="Passage: ", max_query_length=64, max_passage_length=256, warmup_ratio=0.1,
-                  max_grad_norm=1.0, epochs=1.0, val_fraction=0.05, eval_every=200, patience=3, ckpt_every=200),
+    "paper": dict(
+        lr=3e-5,
+        weight_decay=0.01,
+        batch_size=100,
+        temperature=None,
+        query_prefix="Query: ",
+        passage_prefix="Passage: ",
+        max_query_length=64,
+        max_passage_length=256,
+        warmup_ratio=0.1,
+        max_grad_norm=1.0,
+        epochs=1.0,
+        val_fraction=0.05,
+        eval_every=200,
+        patience=3,
+        ckpt_every=200,
+    ),
     # the same method, sized for a 2-core CPU: batch 32, frozen word embeddings, short inputs
-    "cpu": dict(lr=3e-5, weight_decay=0.01, batch_size=32, temperature=None, query_prefix="Query: ",
-                passage_prefix="Passage: ", max_query_length=32, max_passage_length=96, freeze_word_embeddings=True,
-                warmup_ratio=0.1, max_grad_norm=1.0, max_steps=30, threads=2, val_fraction=0.02, eval_every=10,
-                patience=3, ckpt_every=5, grad_cache_chunk=0),
+    "cpu": dict(
+        lr=3e-5,
+        weight_decay=0.01,
+        batch_size=32,
+        temperature=None,
+        query_prefix="Query: ",
+        passage_prefix="Passage: ",
+        max_query_length=32,
+        max_passage_length=96,
+        freeze_word_embeddings=True,
+        warmup_ratio=0.1,
+        max_grad_norm=1.0,
+        max_steps=30,
+        threads=2,
+        val_fraction=0.02,
+        eval_every=10,
+        patience=3,
+        ckpt_every=5,
+        grad_cache_chunk=0,
+    ),
 }
 
 # %% ../nbs/13_train.ipynb #121ad11e
 def linear_schedule(step: int, warmup: int, total: int) -> float:
     "Learning-rate multiplier at optimizer step `step` (0-based): linear warm-up over `warmup` steps, then linear decay to 0 at `total`."
-    if step < warmup: return step / max(1, warmup)
+    if step < warmup:
+        return step / max(1, warmup)
     return max(0.0, (total - step) / max(1, total - warmup))
+
 
 def warmup_steps(cfg: TrainConfig, total: int) -> int:
     return cfg.warmup_steps if cfg.warmup_steps > 0 else int(math.ceil(cfg.warmup_ratio * total))
@@ -214,49 +325,67 @@ def warmup_steps(cfg: TrainConfig, total: int) -> int:
 # %% ../nbs/13_train.ipynb #c89772cd
 def seed_everything(seed: int):
     "Seed Python, NumPy and torch (CPU and CUDA)."
-    random.seed(seed); np.random.seed(seed % 2**32); torch.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
 
 def rng_state() -> dict:
     "The state of every random generator the loop touches (to put in a checkpoint)."
     s = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available(): s["cuda"] = torch.cuda.get_rng_state_all()
+    if torch.cuda.is_available():
+        s["cuda"] = torch.cuda.get_rng_state_all()
     return s
 
+
 def set_rng_state(s: dict):
-    random.setstate(s["python"]); np.random.set_state(s["numpy"]); torch.set_rng_state(s["torch"])
-    if "cuda" in s and torch.cuda.is_available(): torch.cuda.set_rng_state_all(s["cuda"])
+    random.setstate(s["python"])
+    np.random.set_state(s["numpy"])
+    torch.set_rng_state(s["torch"])
+    if "cuda" in s and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(s["cuda"])
 
 # %% ../nbs/13_train.ipynb #1c1212c8
 class JsonlLog:
     "An append-only JSONL training log (one record per line); on resume, lines past the checkpoint are dropped."
+
     def __init__(self, path, enabled: bool = True):
         self.path, self.enabled = Path(path), enabled
-        if enabled: self.path.parent.mkdir(parents=True, exist_ok=True)
+        if enabled:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
 
     def write(self, **record):
-        if not self.enabled: return
+        if not self.enabled:
+            return
         with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record, ensure_ascii=False) + "\n"); f.flush(); os.fsync(f.fileno())
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
 
     @staticmethod
     def read(path) -> list[dict]:
         "The records of a log; a torn last line (a run killed mid-write) is skipped."
         out = []
-        if not Path(path).exists(): return out
+        if not Path(path).exists():
+            return out
         for line in Path(path).read_text(encoding="utf-8").splitlines():
-            try: out.append(json.loads(line))
-            except json.JSONDecodeError: pass
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                pass
         return out
 
     def truncate_after(self, step: int):
         "Keep the records up to and including `step` (a resumed run rewrites what came after its checkpoint)."
-        if not self.enabled: return
+        if not self.enabled:
+            return
         keep = [r for r in self.read(self.path) if r.get("step", 0) <= step]
         atomic_write_text(self.path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in keep))
 
 # %% ../nbs/13_train.ipynb #a14f82bc
 class EarlyStopping:
     "Track the best validation loss; `stop` once `patience` evaluations in a row did not improve it (patience 0: never)."
+
     def __init__(self, patience: int = 0, min_delta: float = 0.0):
         self.patience, self.min_delta = patience, min_delta
         self.best, self.best_step, self.bad = math.inf, None, 0
@@ -264,103 +393,162 @@ class EarlyStopping:
     def update(self, value: float, step: int) -> bool:
         "Record an evaluation; True if it is the best so far."
         if value < self.best - self.min_delta:
-            self.best, self.best_step, self.bad = float(value), step, 0; return True
-        self.bad += 1; return False
+            self.best, self.best_step, self.bad = float(value), step, 0
+            return True
+        self.bad += 1
+        return False
 
     @property
-    def stop(self) -> bool: return self.patience > 0 and self.bad >= self.patience
-    def state_dict(self) -> dict: return {"best": self.best, "best_step": self.best_step, "bad": self.bad}
-    def load_state_dict(self, d: dict): self.best, self.best_step, self.bad = d["best"], d["best_step"], d["bad"]
+    def stop(self) -> bool:
+        return self.patience > 0 and self.bad >= self.patience
+
+    def state_dict(self) -> dict:
+        return {"best": self.best, "best_step": self.best_step, "bad": self.bad}
+
+    def load_state_dict(self, d: dict):
+        self.best, self.best_step, self.bad = d["best"], d["best_step"], d["bad"]
 
 # %% ../nbs/13_train.ipynb #beaf2ad9
 def build_encoder(cfg: TrainConfig):
     "The encoder a config names ('tiny' = a random tiny BERT for tests), with its pooling, prefixes and lengths."
     from hybrid_replication.encoder import tiny_encoder, load_encoder
-    kw = dict(query_prefix=cfg.query_prefix, passage_prefix=cfg.passage_prefix,
-              max_query_length=cfg.max_query_length, max_passage_length=cfg.max_passage_length)
-    if cfg.pooling is not None: kw["pooling"] = cfg.pooling
+
+    kw = dict(
+        query_prefix=cfg.query_prefix,
+        passage_prefix=cfg.passage_prefix,
+        max_query_length=cfg.max_query_length,
+        max_passage_length=cfg.max_passage_length,
+    )
+    if cfg.pooling is not None:
+        kw["pooling"] = cfg.pooling
     enc = tiny_encoder(seed=cfg.seed, **kw) if cfg.model == "tiny" else load_encoder(cfg.model, **kw)
     if cfg.dropout is not None:
         for m in enc.modules():
-            if isinstance(m, torch.nn.Dropout): m.p = cfg.dropout   # BERT's attention dropout reads this too
+            if isinstance(m, torch.nn.Dropout):
+                m.p = cfg.dropout  # BERT's attention dropout reads this too
     return enc
+
 
 def freeze(encoder, word_embeddings: bool = False, layers: int = 0) -> dict:
     "Freeze the word embeddings and/or the embeddings plus the lowest `layers` blocks; returns parameter counts."
     m = encoder.model
-    if word_embeddings: m.get_input_embeddings().requires_grad_(False)
+    if word_embeddings:
+        m.get_input_embeddings().requires_grad_(False)
     if layers:
         blocks = transformer_layers(m)
-        if layers > len(blocks): raise ValueError(f"freeze_layers={layers} but the model has {len(blocks)} layers")
+        if layers > len(blocks):
+            raise ValueError(f"freeze_layers={layers} but the model has {len(blocks)} layers")
         getattr(m, "embeddings", m.get_input_embeddings()).requires_grad_(False)
-        for b in blocks[:layers]: b.requires_grad_(False)
+        for b in blocks[:layers]:
+            b.requires_grad_(False)
     n = lambda ps: sum(p.numel() for p in ps)
-    return {"trainable": n(p for p in m.parameters() if p.requires_grad), "frozen": n(p for p in m.parameters() if not p.requires_grad)}
+    return {
+        "trainable": n(p for p in m.parameters() if p.requires_grad),
+        "frozen": n(p for p in m.parameters() if not p.requires_grad),
+    }
 
 # %% ../nbs/13_train.ipynb #da8b7d8a
 _LAREQA_NAMES = {"xquad-r", "mlqa-r", "demo", "demo-r"}
+
 
 def source_pairs(spec: dict, data_dir=None) -> list[TrainPair]:
     """The training pairs of one source entry, e.g. `{"name": "mlqa-r", "langs": ["en", "de"]}` (a LAReQA set
     through `load_lareqa` + `lareqa_pairs`) or `{"name": "afriqa", ...}` (`afriqa_pairs`); other keys go to
     the pair builder. Every pair's `source` is set to the entry's `label` (default: its name)."""
     from hybrid_replication import pairs as P
-    spec = dict(spec); name = spec.pop("name"); label = spec.pop("label", name)
+
+    spec = dict(spec)
+    name = spec.pop("name")
+    label = spec.pop("label", name)
     if name in _LAREQA_NAMES or Path(name).exists():
         from hybrid_replication.data import load_lareqa
+
         rs = load_lareqa(name, langs=spec.pop("langs", None), data_dir=data_dir)
         ps = P.lareqa_pairs(rs, **spec)
     else:
         fn = getattr(P, f"{name.replace('-', '_').lower()}_pairs", None)
-        if fn is None: raise ValueError(f"training source {name!r}: no pair builder `{name.replace('-', '_').lower()}_pairs` in hybrid_replication.pairs")
-        if "data_dir" in inspect.signature(fn).parameters and data_dir is not None: spec.setdefault("data_dir", data_dir)
+        if fn is None:
+            raise ValueError(
+                f"training source {name!r}: no pair builder `{name.replace('-', '_').lower()}_pairs` in hybrid_replication.pairs"
+            )
+        if "data_dir" in inspect.signature(fn).parameters and data_dir is not None:
+            spec.setdefault("data_dir", data_dir)
         ps = fn(**spec)
-    if not ps: raise ValueError(f"training source {name!r} gave no pairs (options {spec})")
+    if not ps:
+        raise ValueError(f"training source {name!r} gave no pairs (options {spec})")
     return [dataclasses.replace(p, source=label) for p in ps]
+
 
 def validation_pairs(pairs: list[TrainPair], lang: str | None = "en") -> list[TrainPair]:
     "One `lang`-`lang` pair (any pair if `lang` is None) per question: a validation batch never holds a question twice."
     out, seen = [], set()
     for p in pairs:
         if (lang is None or (p.query_lang == lang and p.passage_lang == lang)) and (p.source, p.qid) not in seen:
-            out.append(p); seen.add((p.source, p.qid))
+            out.append(p)
+            seen.add((p.source, p.qid))
     return out
+
 
 def split_validation(pairs: list[TrainPair], fraction: float, seed: int = 0, lang: str | None = "en"):
     """Hold out `fraction` of the question ids that have a `lang`-`lang` pair: every pair of those questions
     leaves the training set (translations share the id), and one `lang`-`lang` pair per held-out question
     is the validation set. Returns (train, validation)."""
     candidates = validation_pairs(pairs, lang)
-    if not candidates: raise ValueError(f"no {lang}-{lang} pairs to hold out for validation")
+    if not candidates:
+        raise ValueError(f"no {lang}-{lang} pairs to hold out for validation")
     qids = sorted((p.source, p.qid) for p in candidates)
     held = set(random.Random(seed).sample(qids, max(2, round(fraction * len(qids)))))
-    return ([p for p in pairs if (p.source, p.qid) not in held],
-            [p for p in candidates if (p.source, p.qid) in held])
+    return (
+        [p for p in pairs if (p.source, p.qid) not in held],
+        [p for p in candidates if (p.source, p.qid) in held],
+    )
 
 # %% ../nbs/13_train.ipynb #9aa9f59b
 def training_data(cfg: TrainConfig, rank: int = 0, world_size: int = 1):
     """(train pairs, validation pairs, this rank's batch sampler, counts) exactly as `train(cfg)` builds them."""
     from hybrid_replication.sampling import make_sampler
+
     pairs = [p for s in cfg.sources for p in source_pairs(s, cfg.data_dir)]
     val = []
-    if cfg.val_source: val = validation_pairs(source_pairs(cfg.val_source, cfg.data_dir), cfg.val_lang)
-    elif cfg.val_fraction: pairs, val = split_validation(pairs, cfg.val_fraction, cfg.seed, cfg.val_lang)
+    if cfg.val_source:
+        val = validation_pairs(source_pairs(cfg.val_source, cfg.data_dir), cfg.val_lang)
+    elif cfg.val_fraction:
+        pairs, val = split_validation(pairs, cfg.val_fraction, cfg.seed, cfg.val_lang)
     # keep exactly the hard negatives the loss uses: the sampler keeps a batch's positives apart from its
     # hard negatives, which must not constrain batches when hard negatives are not used at all
-    k = cfg.hard_negatives; n0, v0 = len(pairs), len(val)
-    pairs = [dataclasses.replace(p, hard_negatives=p.hard_negatives[:k]) for p in pairs if len(p.hard_negatives) >= k]
+    k = cfg.hard_negatives
+    n0, v0 = len(pairs), len(val)
+    pairs = [
+        dataclasses.replace(p, hard_negatives=p.hard_negatives[:k]) for p in pairs if len(p.hard_negatives) >= k
+    ]
     val = [dataclasses.replace(p, hard_negatives=p.hard_negatives[:k]) for p in val if len(p.hard_negatives) >= k]
-    if cfg.eval_every and len(val) < 2:   # a validation batch needs 2 pairs (in-batch negatives)
-        raise ValueError(f"TrainConfig: evaluation is on (eval_every={cfg.eval_every}) but the validation set has {len(val)} pairs "
-                         f"({v0} before dropping those with fewer than hard_negatives={k} hard negatives); it needs at least 2. "
-                         f"Check val_source={cfg.val_source!r}, val_lang={cfg.val_lang!r}, val_fraction={cfg.val_fraction} "
-                         f"and hard_negatives={k}, or set eval_every=0")
-    if not pairs: raise ValueError(f"TrainConfig: no training pairs left ({n0} before dropping those with fewer than hard_negatives={k} hard negatives)")
+    if cfg.eval_every and len(val) < 2:  # a validation batch needs 2 pairs (in-batch negatives)
+        raise ValueError(
+            f"TrainConfig: evaluation is on (eval_every={cfg.eval_every}) but the validation set has {len(val)} pairs "
+            f"({v0} before dropping those with fewer than hard_negatives={k} hard negatives); it needs at least 2. "
+            f"Check val_source={cfg.val_source!r}, val_lang={cfg.val_lang!r}, val_fraction={cfg.val_fraction} "
+            f"and hard_negatives={k}, or set eval_every=0"
+        )
+    if not pairs:
+        raise ValueError(
+            f"TrainConfig: no training pairs left ({n0} before dropping those with fewer than hard_negatives={k} hard negatives)"
+        )
     multi = len({p.source for p in pairs}) > 1
     skw = dict(cfg.sampler_options, **({"source_weighting": cfg.multi_source} if multi else {}))
-    sampler = make_sampler(cfg.sampler, pairs, cfg.batch_size, seed=cfg.seed, rank=rank, world_size=world_size,
-                           **({"alpha": cfg.alpha} if cfg.sampler == "hybrid" else {}), **skw)
-    info = {"pairs_dropped_for_hard_negatives": n0 - len(pairs), "val_pairs_dropped_for_hard_negatives": v0 - len(val)}
+    sampler = make_sampler(
+        cfg.sampler,
+        pairs,
+        cfg.batch_size,
+        seed=cfg.seed,
+        rank=rank,
+        world_size=world_size,
+        **({"alpha": cfg.alpha} if cfg.sampler == "hybrid" else {}),
+        **skw,
+    )
+    info = {
+        "pairs_dropped_for_hard_negatives": n0 - len(pairs),
+        "val_pairs_dropped_for_hard_negatives": v0 - len(val),
+    }
     return pairs, val, sampler, info
 
 # %% ../nbs/13_train.ipynb #d4bd44b7
@@ -370,35 +558,51 @@ def pair_texts(batch: list[TrainPair], k: int = 0) -> tuple[list, list, list | N
     if k:
         for p in batch:
             if len(p.hard_negatives) < k:
-                raise DataError("training pairs", record=f"{p.source}:{p.qid} ({p.query_lang}-{p.passage_lang})",
-                                field="hard_negatives", problem=f"has {len(p.hard_negatives)}, the config asks for {k}")
+                raise DataError(
+                    "training pairs",
+                    record=f"{p.source}:{p.qid} ({p.query_lang}-{p.passage_lang})",
+                    field="hard_negatives",
+                    problem=f"has {len(p.hard_negatives)}, the config asks for {k}",
+                )
         hard = [h for p in batch for h in p.hard_negatives[:k]]
     return [p.query for p in batch], [p.passage for p in batch], hard
 
+
 class MultiEmbed(torch.nn.Module):
     "Embed several groups of tokenised texts in one `forward` (so DDP sees one forward per step); None stays None."
+
     def __init__(self, encoder):
-        super().__init__(); self.encoder = encoder
+        super().__init__()
+        self.encoder = encoder
+
     def forward(self, *groups):
         return tuple(None if g is None else self.encoder(g) for g in groups)
+
 
 def make_optimizer(encoder, cfg: TrainConfig):
     # as in most transformer fine-tuning: no weight decay on biases and LayerNorm weights (1-D tensors)
     ps = [p for p in encoder.parameters() if p.requires_grad]
-    groups = [{"params": [p for p in ps if p.ndim > 1], "weight_decay": cfg.weight_decay},
-              {"params": [p for p in ps if p.ndim <= 1], "weight_decay": 0.0}]
+    groups = [
+        {"params": [p for p in ps if p.ndim > 1], "weight_decay": cfg.weight_decay},
+        {"params": [p for p in ps if p.ndim <= 1], "weight_decay": 0.0},
+    ]
     return torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.lr)
 
 # %% ../nbs/13_train.ipynb #dcb910a8
 def frozen_trunk(encoder, cfg: TrainConfig, pairs=(), progress: bool = True):
     """The `FrozenTrunk` below the top `cfg.trainable_layers` blocks of `encoder`, with every text of
     `pairs` already cached; None when the config trains every block."""
-    if cfg.trainable_layers is None: return None
+    if cfg.trainable_layers is None:
+        return None
     from hybrid_replication.trunk import FrozenTrunk
+
     depth = len(transformer_layers(encoder.model))
     if cfg.trainable_layers > depth:
-        raise ValueError(f"TrainConfig field 'trainable_layers': {cfg.trainable_layers}, but {cfg.model} has {depth} layers")
-    if cfg.trainable_layers == depth: return None
+        raise ValueError(
+            f"TrainConfig field 'trainable_layers': {cfg.trainable_layers}, but {cfg.model} has {depth} layers"
+        )
+    if cfg.trainable_layers == depth:
+        return None
     trunk = FrozenTrunk(encoder, depth - cfg.trainable_layers)
     queries, passages, hard = pair_texts(list(pairs), cfg.hard_negatives)
     trunk.ensure(queries, "query", progress)
@@ -408,58 +612,96 @@ def frozen_trunk(encoder, cfg: TrainConfig, pairs=(), progress: bool = True):
 # %% ../nbs/13_train.ipynb #5ae86171
 def save_checkpoint(path, state: dict) -> Path:
     "Write a checkpoint atomically."
-    with atomic_path(path) as tmp: torch.save(state, tmp)
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
     return Path(path)
+
 
 def load_checkpoint(path) -> dict:
     # our own file: it holds NumPy and Python RNG states, which `weights_only` loading refuses
-    try: return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e: raise DataError(path, problem=f"cannot read checkpoint: {e}") from None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:
+        raise DataError(path, problem=f"cannot read checkpoint: {e}") from None
+
 
 def trainable_state(encoder) -> dict:
     return {k: v.detach().cpu().clone() for k, v in encoder.named_parameters() if v.requires_grad}
 
+
 def _save_encoder_atomically(encoder, path: Path):
     "Write an encoder folder beside `path` and swap it in, so a reader never sees half a model."
-    path = Path(path); tmp = path.with_name(path.name + ".tmp"); old = path.with_name(path.name + ".old")
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    old = path.with_name(path.name + ".old")
     for p in (tmp, old):
-        if p.exists(): shutil.rmtree(p)
+        if p.exists():
+            shutil.rmtree(p)
     encoder.save(tmp)
-    if path.exists(): path.rename(old)
+    if path.exists():
+        path.rename(old)
     tmp.rename(path)
-    if old.exists(): shutil.rmtree(old)
+    if old.exists():
+        shutil.rmtree(old)
 
 # %% ../nbs/13_train.ipynb #8432b38a
 class _StopOnSignal:
     """SIGINT/SIGTERM set a flag (the loop saves a checkpoint and stops after the current step); the same signal
     again stops at once. (Ctrl-C under torchrun: SIGINT reaches every worker, then torchrun sends SIGTERM, which
     must not cut the checkpoint short.)"""
-    def __init__(self): self.flag, self.signum, self._old = False, None, {}
+
+    def __init__(self):
+        self.flag, self.signum, self._old = False, None, {}
+
     def _handle(self, signum, frame):
-        if self.flag and signum == self.signum: raise KeyboardInterrupt
-        if self.flag: return
+        if self.flag and signum == self.signum:
+            raise KeyboardInterrupt
+        if self.flag:
+            return
         self.flag, self.signum = True, signum
-        print(f"\nsignal {signal.Signals(signum).name}: finishing this step, then saving a checkpoint (send again to stop at once)", file=sys.stderr)
+        print(
+            f"\nsignal {signal.Signals(signum).name}: finishing this step, then saving a checkpoint (send again to stop at once)",
+            file=sys.stderr,
+        )
+
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
-            for s in (signal.SIGINT, signal.SIGTERM): self._old[s] = signal.signal(s, self._handle)
+            for s in (signal.SIGINT, signal.SIGTERM):
+                self._old[s] = signal.signal(s, self._handle)
         return self
+
     def __exit__(self, *exc):
-        for s, h in self._old.items(): signal.signal(s, h)
+        for s, h in self._old.items():
+            signal.signal(s, h)
+
 
 def _batch_record(batch, pairs: list[TrainPair]) -> dict:
     "What kind of batch this was, from the sampler's label and the pairs themselves."
-    return {"batch_kind": getattr(batch, "kind", None), "source": getattr(batch, "source", "") or None,
-            "query_langs": sorted({p.query_lang for p in pairs}), "passage_langs": sorted({p.passage_lang for p in pairs}),
-            "mono_items": sum(p.is_mono for p in pairs)}
+    return {
+        "batch_kind": getattr(batch, "kind", None),
+        "source": getattr(batch, "source", "") or None,
+        "query_langs": sorted({p.query_lang for p in pairs}),
+        "passage_langs": sorted({p.passage_lang for p in pairs}),
+        "mono_items": sum(p.is_mono for p in pairs),
+    }
 
 # %% ../nbs/13_train.ipynb #c81e22e7
 class NonFiniteLoss(ValueError):
     "A training step whose loss or gradient is NaN or infinite; raised before the optimizer changes any weight."
 
 # %% ../nbs/13_train.ipynb #028b59ca
-def train_step(model, encoder, batch: list[TrainPair], cfg: TrainConfig, loss_fn, optimizer, scheduler=None, no_sync=None,
-               featurize=None, stats: dict | None = None):
+def train_step(
+    model,
+    encoder,
+    batch: list[TrainPair],
+    cfg: TrainConfig,
+    loss_fn,
+    optimizer,
+    scheduler=None,
+    no_sync=None,
+    featurize=None,
+    stats: dict | None = None,
+):
     """One optimisation step on `batch` (this rank's pairs): tokenise, embed (plainly or with gradient caching),
     loss, backward, clip, AdamW, schedule. `model` is `MultiEmbed(encoder)` (DDP-wrapped under torchrun).
     `featurize(texts, kind)` makes the model inputs: `encoder.tokenize` by default, `FrozenTrunk.features`
@@ -468,7 +710,8 @@ def train_step(model, encoder, batch: list[TrainPair], cfg: TrainConfig, loss_fn
     featurize = featurize or encoder.tokenize
     q, p, h = pair_texts(batch, cfg.hard_negatives)
     groups = [featurize(q, "query"), featurize(p, "passage"), None if h is None else featurize(h, "passage")]
-    if stats is not None: stats["tokens"] = sum(int(g["attention_mask"].sum()) for g in groups if g is not None)
+    if stats is not None:
+        stats["tokens"] = sum(int(g["attention_mask"].sum()) for g in groups if g is not None)
     autocast = torch.autocast(encoder.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
     with autocast:
         if cfg.grad_cache_chunk:
@@ -484,11 +727,14 @@ def train_step(model, encoder, batch: list[TrainPair], cfg: TrainConfig, loss_fn
     loss_value = float(loss.detach())
     if not (math.isfinite(loss_value) and math.isfinite(total_norm)):
         optimizer.zero_grad(set_to_none=True)
-        raise NonFiniteLoss(f"loss {loss_value:.4g}, gradient norm {total_norm:.4g} at lr {lr:.3g}: "
-                            "not finite, the weights were not updated")
+        raise NonFiniteLoss(
+            f"loss {loss_value:.4g}, gradient norm {total_norm:.4g} at lr {lr:.3g}: "
+            "not finite, the weights were not updated"
+        )
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    if scheduler is not None: scheduler.step()
+    if scheduler is not None:
+        scheduler.step()
     return loss_value, gnorm, lr
 
 # %% ../nbs/13_train.ipynb #3c346517
@@ -496,18 +742,24 @@ def validation_loss(encoder, pairs: list[TrainPair], cfg: TrainConfig, loss_fn, 
     "Mean InfoNCE of the validation pairs, in fixed consecutive batches of `batch_size`, eval mode, no gradients."
     featurize = featurize or encoder.tokenize
     embed = lambda texts, kind: encoder(featurize(texts, kind))
-    was = encoder.training; encoder.eval(); total = n = 0.0
+    was = encoder.training
+    encoder.eval()
+    total = n = 0.0
     bs = max(2, min(cfg.batch_size, len(pairs)))
     try:
         with torch.no_grad():
             for i in range(0, len(pairs), bs):
-                chunk = pairs[i:i + bs]
-                if len(chunk) < 2: continue   # a lone item has no in-batch negative
+                chunk = pairs[i : i + bs]
+                if len(chunk) < 2:
+                    continue  # a lone item has no in-batch negative
                 q, p, h = pair_texts(chunk, cfg.hard_negatives)
                 l = loss_fn(embed(q, "query"), embed(p, "passage"), None if h is None else embed(h, "passage"))
-                total += float(l) * len(chunk); n += len(chunk)
-    finally: encoder.train(was)
-    if not n: raise ValueError(f"validation_loss: {len(pairs)} validation pairs, need at least 2 (in-batch negatives)")
+                total += float(l) * len(chunk)
+                n += len(chunk)
+    finally:
+        encoder.train(was)
+    if not n:
+        raise ValueError(f"validation_loss: {len(pairs)} validation pairs, need at least 2 (in-batch negatives)")
     return total / n
 
 # %% ../nbs/13_train.ipynb #073601d2
@@ -515,15 +767,24 @@ def _warn_thread_change(saved_threads: int | None, path):
     "A resumed run on another thread count is correct but not bit-identical to an unbroken run (sums reorder): say so."
     now = torch.get_num_threads()
     if saved_threads and saved_threads != now:
-        print(f"warning: {path} was written with {saved_threads} torch threads, this run has {now}: the result is "
-              "valid but not bit-identical to an uninterrupted run (differences near 1e-8); set `threads` to match",
-              file=sys.stderr)
+        print(
+            f"warning: {path} was written with {saved_threads} torch threads, this run has {now}: the result is "
+            "valid but not bit-identical to an uninterrupted run (differences near 1e-8); set `threads` to match",
+            file=sys.stderr,
+        )
+
 
 def _check_resumable(saved: dict, cfg: TrainConfig, path):
-    defaults = TrainConfig().to_dict()   # a field added after the checkpoint was written has its default there
-    diff = sorted(k for k, v in cfg.to_dict().items() if k not in RESUMABLE_FIELDS and saved.get(k, defaults[k]) != v)
-    if diff: raise ValueError(f"{path}: cannot resume, the config differs from the checkpoint's in {diff} "
-                              f"(only {sorted(RESUMABLE_FIELDS)} may change)")
+    defaults = TrainConfig().to_dict()  # a field added after the checkpoint was written has its default there
+    diff = sorted(
+        k for k, v in cfg.to_dict().items() if k not in RESUMABLE_FIELDS and saved.get(k, defaults[k]) != v
+    )
+    if diff:
+        raise ValueError(
+            f"{path}: cannot resume, the config differs from the checkpoint's in {diff} "
+            f"(only {sorted(RESUMABLE_FIELDS)} may change)"
+        )
+
 
 def train(config, resume: bool = False, progress: bool = True, stop_at_step: int | None = None) -> dict:
     """Fine-tune the encoder of `config` (a TrainConfig, dict or path). Writes under `output_dir`:
@@ -531,21 +792,34 @@ def train(config, resume: bool = False, progress: bool = True, stop_at_step: int
     `resume=True` continues from `checkpoint.pt`. `stop_at_step` stops as SIGINT would (for tests).
     Under `torchrun` every rank runs this; rank 0 writes the files."""
     from hybrid_replication.loss import info_nce
-    cfg = config if isinstance(config, TrainConfig) else TrainConfig.load(config) if isinstance(config, (str, Path)) else TrainConfig.from_dict(config)
+
+    cfg = (
+        config
+        if isinstance(config, TrainConfig)
+        else TrainConfig.load(config)
+        if isinstance(config, (str, Path))
+        else TrainConfig.from_dict(config)
+    )
     info = init_distributed(cfg.device)
-    if cfg.threads: torch.set_num_threads(cfg.threads)
-    out = Path(cfg.output_dir); ckpt_path = out / "checkpoint.pt"
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out = Path(cfg.output_dir)
+    ckpt_path = out / "checkpoint.pt"
     saved = load_checkpoint(ckpt_path) if resume and ckpt_path.exists() else None
     if ckpt_path.exists() and not resume:
-        raise ValueError(f"{out} already holds a run (checkpoint.pt): resume it (--resume) or choose another output_dir")
+        raise ValueError(
+            f"{out} already holds a run (checkpoint.pt): resume it (--resume) or choose another output_dir"
+        )
     if saved is not None:
         _check_resumable(saved["config"], cfg, ckpt_path)
         _warn_thread_change(saved.get("torch_threads"), ckpt_path)
-    seed_everything(cfg.seed + info.rank)   # ranks draw different dropout masks, like different data
+    seed_everything(cfg.seed + info.rank)  # ranks draw different dropout masks, like different data
 
     # data
     pairs, val, sampler, counts_data = training_data(cfg, rank=info.rank, world_size=info.world_size)
-    dropped = counts_data["pairs_dropped_for_hard_negatives"]   # pairs without k hard negatives cannot fill their rows of the loss
+    dropped = counts_data[
+        "pairs_dropped_for_hard_negatives"
+    ]  # pairs without k hard negatives cannot fill their rows of the loss
     total = cfg.max_steps or max(1, int(math.ceil(cfg.epochs * len(sampler))))
 
     # model and optimisation
@@ -553,19 +827,29 @@ def train(config, resume: bool = False, progress: bool = True, stop_at_step: int
     # the frozen-trunk path: rank 0 runs the trunk on every text once, the other ranks read its cache
     trunk = frozen_trunk(encoder, cfg, pairs + val if info.is_main else (), progress and info.is_main)
     barrier()
-    if trunk is not None: trunk.store.refresh()
+    if trunk is not None:
+        trunk.store.refresh()
     featurize = trunk.features if trunk is not None else None
-    counts = freeze(encoder, cfg.freeze_word_embeddings, trunk.n_frozen if trunk is not None else cfg.freeze_layers)
+    counts = freeze(
+        encoder, cfg.freeze_word_embeddings, trunk.n_frozen if trunk is not None else cfg.freeze_layers
+    )
     encoder.train()
     model = MultiEmbed(encoder)
     if info.enabled:
         from torch.nn.parallel import DistributedDataParallel as DDP
+
         # find_unused_parameters: a pooler (or any layer the pooling skips) gets no gradient
-        model = DDP(model, device_ids=[info.local_rank] if info.device.startswith("cuda") else None, find_unused_parameters=True)
+        model = DDP(
+            model,
+            device_ids=[info.local_rank] if info.device.startswith("cuda") else None,
+            find_unused_parameters=True,
+        )
     optimizer = make_optimizer(encoder, cfg)
     warm = warmup_steps(cfg, total)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: linear_schedule(s, warm, total))
-    loss_fn = lambda q, p, h: info_nce(q, p, h, temperature=cfg.temperature, symmetric=cfg.symmetric, gather=info.enabled)
+    loss_fn = lambda q, p, h: info_nce(
+        q, p, h, temperature=cfg.temperature, symmetric=cfg.symmetric, gather=info.enabled
+    )
     val_loss_fn = lambda q, p, h: info_nce(q, p, h, temperature=cfg.temperature, symmetric=cfg.symmetric)
     early = EarlyStopping(cfg.patience)
     step, elapsed0, t_start, evaluated_at_resume = 0, 0.0, time.perf_counter(), False
@@ -573,117 +857,217 @@ def train(config, resume: bool = False, progress: bool = True, stop_at_step: int
 
     if saved is not None:
         missing = [k for k, _ in encoder.named_parameters() if _.requires_grad and k not in saved["model"]]
-        if missing: raise ValueError(f"{ckpt_path}: trainable parameters missing from the checkpoint: {missing[:5]}")
+        if missing:
+            raise ValueError(f"{ckpt_path}: trainable parameters missing from the checkpoint: {missing[:5]}")
         encoder.load_state_dict(saved["model"], strict=False)
-        optimizer.load_state_dict(saved["optimizer"]); scheduler.load_state_dict(saved["scheduler"])
-        sampler.load_state_dict(saved["sampler"]); early.load_state_dict(saved["early_stopping"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        sampler.load_state_dict(saved["sampler"])
+        early.load_state_dict(saved["early_stopping"])
         step, elapsed0 = saved["step"], saved.get("elapsed", 0.0)
-        if len(saved["rng"]) != info.world_size: raise ValueError(f"{ckpt_path}: saved with {len(saved['rng'])} processes, resumed with {info.world_size}")
+        if len(saved["rng"]) != info.world_size:
+            raise ValueError(
+                f"{ckpt_path}: saved with {len(saved['rng'])} processes, resumed with {info.world_size}"
+            )
         set_rng_state(saved["rng"][info.rank])
         log.truncate_after(step)
-        evaluated_at_resume = any(r.get("event") == "eval" and r.get("step") == step for r in JsonlLog.read(log.path))
+        evaluated_at_resume = any(
+            r.get("event") == "eval" and r.get("step") == step for r in JsonlLog.read(log.path)
+        )
     elif info.is_main:
-        out.mkdir(parents=True, exist_ok=True); cfg.save(out / "config.yaml")
-        if (out / "log.jsonl").exists(): (out / "log.jsonl").unlink()
+        out.mkdir(parents=True, exist_ok=True)
+        cfg.save(out / "config.yaml")
+        if (out / "log.jsonl").exists():
+            (out / "log.jsonl").unlink()
 
     def checkpoint():
-        rngs = gather_objects(rng_state())   # every rank's generators, so each resumes its own stream
+        rngs = gather_objects(rng_state())  # every rank's generators, so each resumes its own stream
         if info.is_main:
-            save_checkpoint(ckpt_path, {"step": step, "elapsed": elapsed0 + time.perf_counter() - t_start,
-                "model": trainable_state(encoder), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "sampler": sampler.state_dict(), "early_stopping": early.state_dict(), "rng": rngs, "config": cfg.to_dict(),
-                "torch_threads": torch.get_num_threads()})
+            save_checkpoint(
+                ckpt_path,
+                {
+                    "step": step,
+                    "elapsed": elapsed0 + time.perf_counter() - t_start,
+                    "model": trainable_state(encoder),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "sampler": sampler.state_dict(),
+                    "early_stopping": early.state_dict(),
+                    "rng": rngs,
+                    "config": cfg.to_dict(),
+                    "torch_threads": torch.get_num_threads(),
+                },
+            )
         barrier()
 
     def evaluate():
         v = validation_loss(encoder, val, cfg, val_loss_fn, featurize)
         improved = early.update(v, step)
-        if improved and info.is_main and cfg.save_model: _save_encoder_atomically(encoder, out / "best")
-        elif improved and info.is_main:   # no model folders: the best trainable weights, for a later evaluation
+        if improved and info.is_main and cfg.save_model:
+            _save_encoder_atomically(encoder, out / "best")
+        elif improved and info.is_main:  # no model folders: the best trainable weights, for a later evaluation
             save_checkpoint(out / "best_trainable.pt", {"step": step, "model": trainable_state(encoder)})
-        log.write(step=step, event="eval", val_loss=v, best_val_loss=early.best, best_step=early.best_step, val_pairs=len(val))
+        log.write(
+            step=step,
+            event="eval",
+            val_loss=v,
+            best_val_loss=early.best,
+            best_step=early.best_step,
+            val_pairs=len(val),
+        )
         return v
 
     no_sync = model.no_sync if info.enabled else None
-    pbar = tqdm(total=total, initial=step, desc=f"train {cfg.sampler}", disable=not (progress and info.is_main), dynamic_ncols=True)
-    running = None; last_saved = step if saved else -1
-    stopped = "early_stopping" if early.stop else None   # resuming an early-stopped run: not one step more
+    pbar = tqdm(
+        total=total,
+        initial=step,
+        desc=f"train {cfg.sampler}",
+        disable=not (progress and info.is_main),
+        dynamic_ncols=True,
+    )
+    running = None
+    last_saved = step if saved else -1
+    stopped = "early_stopping" if early.stop else None  # resuming an early-stopped run: not one step more
     last_eval = step if saved is not None and evaluated_at_resume else None
     it = iter(sampler)
     with _StopOnSignal() as sig:
         while step < total and not stopped:
-            try: local = next(it)
-            except StopIteration: it = iter(sampler); local = next(it)
+            try:
+                local = next(it)
+            except StopIteration:
+                it = iter(sampler)
+                local = next(it)
             batch_pairs = [pairs[i] for i in local]
             t0 = time.perf_counter()
             step_stats = {}
-            try: loss_v, gnorm, lr = train_step(model, encoder, batch_pairs, cfg, loss_fn, optimizer, scheduler,
-                                                no_sync, featurize, step_stats)
+            try:
+                loss_v, gnorm, lr = train_step(
+                    model, encoder, batch_pairs, cfg, loss_fn, optimizer, scheduler, no_sync, featurize, step_stats
+                )
             except NonFiniteLoss as e:
-                kept = f"the checkpoint of step {last_saved} is kept" if last_saved >= 0 else "no checkpoint was written"
-                raise NonFiniteLoss(f"{out}: step {step + 1}: {e}; {kept} and no model was saved "
-                                    "(lower lr, set max_grad_norm, or check the data)") from None
+                kept = (
+                    f"the checkpoint of step {last_saved} is kept"
+                    if last_saved >= 0
+                    else "no checkpoint was written"
+                )
+                raise NonFiniteLoss(
+                    f"{out}: step {step + 1}: {e}; {kept} and no model was saved "
+                    "(lower lr, set max_grad_norm, or check the data)"
+                ) from None
             step += 1
-            loss_v = mean_over_ranks(loss_v)   # with gathered negatives, the mean over ranks is the global batch's loss
+            loss_v = mean_over_ranks(
+                loss_v
+            )  # with gathered negatives, the mean over ranks is the global batch's loss
             dt = time.perf_counter() - t0
             running = loss_v if running is None else 0.9 * running + 0.1 * loss_v
             if step % cfg.log_every == 0 or step == total:
-                log.write(step=step, epoch=sampler.epoch, loss=loss_v, lr=lr, grad_norm=gnorm,
-                          **_batch_record(sampler.last_batch, batch_pairs), step_time=round(dt, 4),
-                          tokens=step_stats.get("tokens"),
-                          elapsed=round(elapsed0 + time.perf_counter() - t_start, 3))
-            pbar.update(1); pbar.set_postfix(loss=f"{running:.4f}", lr=f"{lr:.2e}")
-            if cfg.eval_every and step % cfg.eval_every == 0: evaluate(); last_eval = step
-            if any_rank(sig.flag): stopped = "signal"
-            elif step == stop_at_step: stopped = "stop_at_step"
-            elif early.stop: stopped = "early_stopping"
+                log.write(
+                    step=step,
+                    epoch=sampler.epoch,
+                    loss=loss_v,
+                    lr=lr,
+                    grad_norm=gnorm,
+                    **_batch_record(sampler.last_batch, batch_pairs),
+                    step_time=round(dt, 4),
+                    tokens=step_stats.get("tokens"),
+                    elapsed=round(elapsed0 + time.perf_counter() - t_start, 3),
+                )
+            pbar.update(1)
+            pbar.set_postfix(loss=f"{running:.4f}", lr=f"{lr:.2e}")
+            if cfg.eval_every and step % cfg.eval_every == 0:
+                evaluate()
+                last_eval = step
+            if any_rank(sig.flag):
+                stopped = "signal"
+            elif step == stop_at_step:
+                stopped = "stop_at_step"
+            elif early.stop:
+                stopped = "early_stopping"
             if stopped or (cfg.ckpt_every and step % cfg.ckpt_every == 0):
-                checkpoint(); last_saved = step
-            if stopped: break
+                checkpoint()
+                last_saved = step
+            if stopped:
+                break
     pbar.close()
     finished = stopped in (None, "early_stopping")
-    if finished and cfg.eval_every and last_eval != step: evaluate(); last_eval = step
-    if last_saved != step: checkpoint()
-    if finished and info.is_main and cfg.save_model: _save_encoder_atomically(encoder, out / "final")
+    if finished and cfg.eval_every and last_eval != step:
+        evaluate()
+        last_eval = step
+    if last_saved != step:
+        checkpoint()
+    if finished and info.is_main and cfg.save_model:
+        _save_encoder_atomically(encoder, out / "final")
     recs = JsonlLog.read(out / "log.jsonl") if info.is_main else []
     steps = [r for r in recs if "loss" in r]
-    summary = {"steps": step, "total_steps": total, "stopped": stopped, "finished": finished,
-               **({"signal": sig.signum} if stopped == "signal" else {}),
-               "world_size": info.world_size, "params": counts,
-               "frozen_trunk": None if trunk is None else
-                   {"n_frozen": trunk.n_frozen, "texts_computed": trunk.computed}, "train_pairs": len(pairs), "pairs_dropped_for_hard_negatives": dropped, "val_pairs": len(val),
-               "batches_per_epoch": len(sampler), "first_loss": steps[0]["loss"] if steps else None,
-               "last_loss": steps[-1]["loss"] if steps else None, "best_val_loss": None if early.best == math.inf else early.best,
-               "best_step": early.best_step, "seconds": round(elapsed0 + time.perf_counter() - t_start, 2),
-               "mean_step_time": round(float(np.mean([r["step_time"] for r in steps])), 4) if steps else None}
-    if info.is_main: atomic_write_json(out / "summary.json", {**summary, "provenance": provenance(cfg.to_dict(), cfg.seed)})
+    summary = {
+        "steps": step,
+        "total_steps": total,
+        "stopped": stopped,
+        "finished": finished,
+        **({"signal": sig.signum} if stopped == "signal" else {}),
+        "world_size": info.world_size,
+        "params": counts,
+        "frozen_trunk": None if trunk is None else {"n_frozen": trunk.n_frozen, "texts_computed": trunk.computed},
+        "train_pairs": len(pairs),
+        "pairs_dropped_for_hard_negatives": dropped,
+        "val_pairs": len(val),
+        "batches_per_epoch": len(sampler),
+        "first_loss": steps[0]["loss"] if steps else None,
+        "last_loss": steps[-1]["loss"] if steps else None,
+        "best_val_loss": None if early.best == math.inf else early.best,
+        "best_step": early.best_step,
+        "seconds": round(elapsed0 + time.perf_counter() - t_start, 2),
+        "mean_step_time": round(float(np.mean([r["step_time"] for r in steps])), 4) if steps else None,
+    }
+    if info.is_main:
+        atomic_write_json(out / "summary.json", {**summary, "provenance": provenance(cfg.to_dict(), cfg.seed)})
     barrier()
-    if info.owns_group: cleanup_distributed()
+    if info.owns_group:
+        cleanup_distributed()
     return summary
 
 # %% ../nbs/13_train.ipynb #ac95b8a6
 def train_cli(argv=None) -> int:
     "Command line: `hybrid-replication train --config FILE [--preset NAME] [--set key=value ...] [--resume]`."
-    ap = argparse.ArgumentParser(prog="hybrid-replication train", description="Fine-tune a dual encoder (resumable; run under torchrun for DDP).")
+    ap = argparse.ArgumentParser(
+        prog="hybrid-replication train",
+        description="Fine-tune a dual encoder (resumable; run under torchrun for DDP).",
+    )
     ap.add_argument("--config", help="YAML or JSON TrainConfig (may start with `preset: cpu`)")
     ap.add_argument("--preset", choices=sorted(PRESETS), help="start from a preset instead of a config file")
-    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a field (YAML value); repeatable")
+    ap.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a field (YAML value); repeatable",
+    )
     ap.add_argument("--resume", action="store_true", help="continue from output_dir/checkpoint.pt")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
     ap.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     a = ap.parse_args(argv)
-    if a.config and a.preset: ap.error("give --config or --preset, not both")
-    if not (a.config or a.preset): ap.error("give --config FILE or --preset NAME")
+    if a.config and a.preset:
+        ap.error("give --config or --preset, not both")
+    if not (a.config or a.preset):
+        ap.error("give --config FILE or --preset NAME")
     try:
-        cfg = (TrainConfig.load(a.config) if a.config else TrainConfig.preset(a.preset)).with_overrides(a.overrides)
+        cfg = (TrainConfig.load(a.config) if a.config else TrainConfig.preset(a.preset)).with_overrides(
+            a.overrides
+        )
     except (ValueError, DataError) as e:
-        print(f"hybrid-replication train: {e}", file=sys.stderr); return 2
-    if a.print_config: print(yaml.safe_dump(cfg.to_dict(), sort_keys=False, allow_unicode=True)); return 0
+        print(f"hybrid-replication train: {e}", file=sys.stderr)
+        return 2
+    if a.print_config:
+        print(yaml.safe_dump(cfg.to_dict(), sort_keys=False, allow_unicode=True))
+        return 0
     s = train(cfg, resume=a.resume, progress=not a.no_progress)
-    if int(os.environ.get("RANK", "0")) == 0: print(json.dumps(s))
-    return 128 + s["signal"] if s["stopped"] == "signal" else 0   # 130 after SIGINT, 143 after SIGTERM
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(json.dumps(s))
+    return 128 + s["signal"] if s["stopped"] == "signal" else 0  # 130 after SIGINT, 143 after SIGTERM
 
 # %% ../nbs/13_train.ipynb #c6a84c8e
-if __name__ == "__main__" and "__file__" in globals():   # `python -m hybrid_replication.train`, not the notebook
-    from hybrid_replication.cli import run_command   # the command line's error and exit-code contract
+if __name__ == "__main__" and "__file__" in globals():  # `python -m hybrid_replication.train`, not the notebook
+    from hybrid_replication.cli import run_command  # the command line's error and exit-code contract
+
     sys.exit(run_command("train", train_cli, sys.argv[1:]))

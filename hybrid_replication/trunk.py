@@ -18,8 +18,18 @@ from .io import atomic_path, atomic_write_json, cache_dir, read_json
 __all__ = ['frozen_fingerprint', 'trunk_output', 'HiddenStore', 'trunk_cache_dir', 'text_key', 'FrozenTrunk']
 
 # %% ../nbs/12a_trunk.ipynb #9bc8ee47
-_ARCHITECTURE = ("model_type", "hidden_size", "num_attention_heads", "intermediate_size", "hidden_act",
-                 "layer_norm_eps", "position_embedding_type", "max_position_embeddings", "pad_token_id")
+_ARCHITECTURE = (
+    "model_type",
+    "hidden_size",
+    "num_attention_heads",
+    "intermediate_size",
+    "hidden_act",
+    "layer_norm_eps",
+    "position_embedding_type",
+    "max_position_embeddings",
+    "pad_token_id",
+)
+
 
 def frozen_fingerprint(model, n_frozen: int) -> str:
     "sha256 of what fixes the trunk's output: the architecture, the embeddings and the lowest `n_frozen` blocks."
@@ -55,6 +65,7 @@ class HiddenStore:
     """Ragged float arrays on disk, by key. Each `add` writes one segment: `seg-*.npy` (the rows of all
     its arrays end to end) and then `seg-*.json` (their keys and row offsets); reading memory-maps the
     segments. A segment counts once its index exists, so a killed `add` leaves nothing half-read."""
+
     def __init__(self, folder):
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -64,13 +75,15 @@ class HiddenStore:
     def refresh(self):
         "Pick up the segments written since (by this process or another)."
         for index in sorted(self.folder.glob("seg-*.json")):
-            if index.name in self._seen: continue
+            if index.name in self._seen:
+                continue
             self._seen.add(index.name)
             try:
                 meta = read_json(index)
                 data = np.load(index.with_suffix(".npy"), mmap_mode="r")
-                if data.ndim != 2 or data.shape[0] != meta["offsets"][-1]: raise ValueError(f"shape {data.shape}")
-            except Exception as e:   # a damaged segment: its texts are computed again
+                if data.ndim != 2 or data.shape[0] != meta["offsets"][-1]:
+                    raise ValueError(f"shape {data.shape}")
+            except Exception as e:  # a damaged segment: its texts are computed again
                 warnings.warn(f"{index}: unreadable trunk cache segment ({e}); ignoring it", stacklevel=2)
                 continue
             number = len(self._segments)
@@ -78,8 +91,11 @@ class HiddenStore:
             for key, start, stop in zip(meta["keys"], meta["offsets"][:-1], meta["offsets"][1:]):
                 self._where[key] = (number, start, stop)
 
-    def __len__(self): return len(self._where)
-    def __contains__(self, key): return key in self._where
+    def __len__(self):
+        return len(self._where)
+
+    def __contains__(self, key):
+        return key in self._where
 
     def get(self, key: str) -> np.ndarray:
         "The array stored under `key` (a read-only view of the memory-mapped segment)."
@@ -88,12 +104,15 @@ class HiddenStore:
 
     def add(self, keys: list[str], arrays: list[np.ndarray], dtype=np.float16):
         "Store `arrays` (each [n_i, H]) under `keys` as one new segment."
-        if len(keys) != len(arrays): raise ValueError(f"{len(keys)} keys for {len(arrays)} arrays")
-        if not keys: return
+        if len(keys) != len(arrays):
+            raise ValueError(f"{len(keys)} keys for {len(arrays)} arrays")
+        if not keys:
+            return
         offsets = np.cumsum([0] + [len(a) for a in arrays]).tolist()
         data = np.concatenate(arrays).astype(dtype)
         name = f"seg-{time.time_ns():020d}-{os.getpid()}"
-        with atomic_path(self.folder / f"{name}.npy") as tmp, open(tmp, "wb") as f: np.save(f, data)
+        with atomic_path(self.folder / f"{name}.npy") as tmp, open(tmp, "wb") as f:
+            np.save(f, data)
         atomic_write_json(self.folder / f"{name}.json", {"keys": list(keys), "offsets": offsets}, indent=None)
         self.refresh()
 
@@ -101,6 +120,7 @@ class HiddenStore:
 def trunk_cache_dir() -> Path:
     "Where trunk outputs are cached: `trunk/` in the package's cache folder (never in the repository)."
     return cache_dir() / "trunk"
+
 
 def text_key(ids) -> str:
     "The cache key of one tokenised text: sha1 of its token ids (prefix and truncation included)."
@@ -111,12 +131,13 @@ class FrozenTrunk:
     """The frozen bottom of `encoder`, the embeddings and its lowest `n_frozen` blocks, with their outputs
     cached on disk. `features(texts, kind)` is what `Encoder.forward` takes to run only the blocks above;
     `encode(texts, kind)` gives embeddings through them. The encoder's prefixes and lengths apply."""
+
     def __init__(self, encoder, n_frozen: int, folder=None, batch_size: int = 64):
         self.encoder, self.n_frozen, self.batch_size = encoder, int(n_frozen), int(batch_size)
         self.fingerprint = frozen_fingerprint(encoder.model, self.n_frozen)
         self.folder = Path(folder) if folder else trunk_cache_dir() / f"{self.fingerprint[:24]}-L{self.n_frozen}"
         self.store = HiddenStore(self.folder)
-        self.computed = 0   # texts this object ran through the trunk (0: everything came from the cache)
+        self.computed = 0  # texts this object ran through the trunk (0: everything came from the cache)
 
     def _ids_and_keys(self, texts, kind):
         ids = self.encoder._token_ids(texts, kind)
@@ -131,21 +152,23 @@ def _ensure(self, texts, kind: str, show_progress: bool = True, segment_texts: i
     ids, keys = self._ids_and_keys(texts, kind)
     todo = {}
     for token_ids, key in zip(ids, keys):
-        if key not in self.store: todo.setdefault(key, token_ids)
+        if key not in self.store:
+            todo.setdefault(key, token_ids)
     order = sorted(todo, key=lambda k: -len(todo[k]))
     bar = tqdm(total=len(order), desc=f"trunk {kind} texts", disable=not show_progress or not order)
-    for s in range(0, len(order), segment_texts):   # one segment each: an interrupted run keeps what it did
-        segment, arrays = order[s:s + segment_texts], []
+    for s in range(0, len(order), segment_texts):  # one segment each: an interrupted run keeps what it did
+        segment, arrays = order[s : s + segment_texts], []
         for b in range(0, len(segment), self.batch_size):
-            batch = [todo[k] for k in segment[b:b + self.batch_size]]
+            batch = [todo[k] for k in segment[b : b + self.batch_size]]
             hidden = trunk_output(self.encoder.model, self.encoder._pad(batch), self.n_frozen)
             hidden = hidden.float().cpu().numpy()
-            arrays += [hidden[i, :len(x)] for i, x in enumerate(batch)]
+            arrays += [hidden[i, : len(x)] for i, x in enumerate(batch)]
             bar.update(len(batch))
         self.store.add(segment, arrays)
     bar.close()
     self.computed += len(order)
     return len(order)
+
 
 FrozenTrunk.ensure = _ensure
 
@@ -153,8 +176,10 @@ FrozenTrunk.ensure = _ensure
 def _features(self, texts, kind: str) -> dict:
     "The trunk's output for `texts`, padded: `hidden_states` [B, L, H], `attention_mask`, `start_layer`."
     ids, keys = self._ids_and_keys(texts, kind)
-    if any(k not in self.store for k in keys): self.ensure(texts, kind, show_progress=False)
+    if any(k not in self.store for k in keys):
+        self.ensure(texts, kind, show_progress=False)
     return self._padded(keys)
+
 
 def _padded(self, keys) -> dict:
     "Features for cached entries `keys`: the stored hidden states padded to the longest, with their mask."
@@ -163,15 +188,18 @@ def _padded(self, keys) -> dict:
     hidden = torch.zeros((n, longest, width))
     mask = torch.zeros((n, longest), dtype=torch.long)
     for i, r in enumerate(rows):
-        hidden[i, :len(r)] = torch.from_numpy(np.asarray(r, dtype=np.float32))
-        mask[i, :len(r)] = 1
+        hidden[i, : len(r)] = torch.from_numpy(np.asarray(r, dtype=np.float32))
+        mask[i, : len(r)] = 1
     # start_layer has one entry per row, so gradient caching can cut these features like any batch
     return {"hidden_states": hidden, "attention_mask": mask, "start_layer": torch.full((n,), self.n_frozen)}
+
 
 FrozenTrunk.features, FrozenTrunk._padded = _features, _padded
 
 # %% ../nbs/12a_trunk.ipynb #ac1dec03
-def _trunk_encode(self, texts, kind: str = "query", batch_size: int = 64, show_progress: bool = True) -> np.ndarray:
+def _trunk_encode(
+    self, texts, kind: str = "query", batch_size: int = 64, show_progress: bool = True
+) -> np.ndarray:
     "Embeddings of `texts` (float32, input order) through the cached trunk and the blocks above, eval mode."
     texts = list(texts)
     self.ensure(texts, kind, show_progress)
@@ -184,10 +212,11 @@ def _trunk_encode(self, texts, kind: str = "query", batch_size: int = 64, show_p
         with torch.no_grad():
             steps = range(0, len(order), batch_size)
             for s in tqdm(steps, desc=f"encode {kind} (top layers)", disable=not show_progress or len(steps) < 2):
-                rows = order[s:s + batch_size]
+                rows = order[s : s + batch_size]
                 out[rows] = self.encoder(self._padded([keys[i] for i in rows])).float().cpu().numpy()
     finally:
         self.encoder.train(was_training)
     return out
+
 
 FrozenTrunk.encode = _trunk_encode

@@ -19,173 +19,310 @@ __all__ = ['CLAIMS', 'VERDICTS', 'Claim', 'get_claim', 'Outcome', 'check_outcome
 @dataclass(frozen=True)
 class Claim:
     "One claim (or research question) of the replication, worded as in the seeds."
-    id: str         # 'C01'..'C15', 'RQ1'..'RQ5'
-    text: str       # the seed wording, verbatim
-    seeds: str      # which seed documents state it
-    decided_by: str # "evidence that decides it" (for a research question: the offline plan)
+
+    id: str  # 'C01'..'C15', 'RQ1'..'RQ5'
+    text: str  # the seed wording, verbatim
+    seeds: str  # which seed documents state it
+    decided_by: str  # "evidence that decides it" (for a research question: the offline plan)
 
     @property
-    def is_question(self) -> bool: return self.id.startswith("RQ")
+    def is_question(self) -> bool:
+        return self.id.startswith("RQ")
+
 
 _CLAIM_ROWS = [
- ("C01", "The approach fine-tunes multilingual language models using a mix (a balanced mix) of monolingual and cross-lingual question-answer pairs", "all",
-  "the hybrid sampler's realised batch mix over a real training run (share of mono vs cross batches, language/pair coverage)"),
- ("C02", "Experiments are conducted on XQuAD-R, MLQA-R, and MIRACL", "all (marked unverified)",
-  "which of the three this replication could load and evaluate; MIRACL's corpus is hub-only"),
- ("C03", "XQuAD-R and MLQA-R are QA datasets with parallel questions and passages in 11 and 7 languages", "all",
-  "counts from the loaded data against the paper's Table 10"),
- ("C04", "Evaluation datasets are completely separate and distinct from the training datasets", "all",
-  "an overlap audit: exact and near-duplicate questions, passages and article titles between every training source and every evaluation set"),
- ("C05", "The models have not encountered any data samples, training or test, of the evaluation dataset", "000, 001, 003, 004",
-  "the same audit for the fine-tuning data; what is known of the base model's pre-training data stated honestly"),
- ("C06", "mAP is reported for XQuAD-R and MLQA-R", "all (marked unverified)",
-  "our mAP agrees with LAReQA's scorer (average precision over the pool) and with trec_eval `map`"),
- ("C07", "Macro-averaged mAP over all cross-lingual and monolingual language pairs", "001",
-  "the macro average next to the micro average, and how far they differ"),
- ("C08", "110 (42) cross-lingual and 11 (7) monolingual settings for XQuAD-R (MLQA-R)", "000, 001, 003",
-  "enumerated from the data, with queries per pair (MLQA-R pairs lack some parallels)"),
- ("C09", "Hybrid batch sampling achieves the best performance in multilingual retrieval settings", "all",
-  "Mul. mAP of hybrid vs X-X-mono, X-Y and standard mixed-batch contrastive training, with confidence intervals"),
- ("C10", "Hybrid batch sampling beats the two baseline batch samplings with XLM-R and LaBSE initialisers", "all",
-  "the comparison repeated for every initialiser available (offline: multilingual-e5-small; XLM-R and LaBSE where the hub is reachable)"),
- ("C11", "Hybrid batch training substantially reduces language bias in multilingual retrieval compared to monolingual training", "all",
-  "rank distance (and further bias diagnostics) of hybrid vs X-X-mono; relative reduction next to the paper's"),
- ("C12", "Hybrid batch training enables strong zero-shot retrieval performance across diverse languages", "all",
-  "per-language results including languages never seen in fine-tuning, against the untuned base model"),
- ("C13", "X-X and X-Y sampling only perform well in monolingual and cross-lingual retrieval settings, respectively", "002",
-  "the Mo./Cr./Mul. pattern of each sampler"),
- ("C14", "The approach learns language-agnostic representations", "002 (marked unverified)",
-  "how much language identity the embeddings still carry (e.g. a language-ID probe, same-language preference in the pool, parallel-text retrieval on NTREX) before and after"),
- ("C15", "The hybrid strategy simultaneously optimises monolingual, cross-lingual and multilingual retrieval", "004",
-  "hybrid within a stated margin of the best sampler in all three settings on both datasets"),
- ("RQ1", "How does hybrid batch training's zero-shot accuracy on MIRACL compare to contrastive baselines under low-resource language pair constraints?", "000",
-  "MIRACL runs where the hub is reachable; offline, the low-resource pairs of XQuAD-R/MLQA-R and AfriQA"),
- ("RQ2", "How does the monolingual-to-cross-lingual batch ratio affect zero-shot accuracy for low- vs high-resource language families (the seed says BEIR, which is English-only)?", "001",
-  "an alpha sweep (0, 0.25, 0.5, 0.75, 1) grouped by language resource level and family"),
- ("RQ3", "Hybrid vs contrastive learning for zero-shot cross-lingual retrieval on MTop with mBERT and XLM-R base", "002",
-  "MTop is a semantic-parsing set and none of it is here; say so, and run the closest test the data allows"),
- ("RQ4", "Does hybrid training degrade zero-shot accuracy on high-resource languages (MIRACL)?", "003",
-  "high-resource languages' monolingual results, hybrid vs X-X-mono; MIRACL where reachable"),
- ("RQ5", "How does hybrid training scale with training-set size for low-resource Niger-Congo languages, vs contrastive methods?", "004",
-  "AfriQA (yor, ibo, swa, zul, kin, twi, bem, fon, wol) question-to-English/French-passage retrieval, training on growing fractions of AfriQA train (and NTREX parallel text)"),
+    (
+        "C01",
+        "The approach fine-tunes multilingual language models using a mix (a balanced mix) of monolingual and cross-lingual question-answer pairs",
+        "all",
+        "the hybrid sampler's realised batch mix over a real training run (share of mono vs cross batches, language/pair coverage)",
+    ),
+    (
+        "C02",
+        "Experiments are conducted on XQuAD-R, MLQA-R, and MIRACL",
+        "all (marked unverified)",
+        "which of the three this replication could load and evaluate; MIRACL's corpus is hub-only",
+    ),
+    (
+        "C03",
+        "XQuAD-R and MLQA-R are QA datasets with parallel questions and passages in 11 and 7 languages",
+        "all",
+        "counts from the loaded data against the paper's Table 10",
+    ),
+    (
+        "C04",
+        "Evaluation datasets are completely separate and distinct from the training datasets",
+        "all",
+        "an overlap audit: exact and near-duplicate questions, passages and article titles between every training source and every evaluation set",
+    ),
+    (
+        "C05",
+        "The models have not encountered any data samples, training or test, of the evaluation dataset",
+        "000, 001, 003, 004",
+        "the same audit for the fine-tuning data; what is known of the base model's pre-training data stated honestly",
+    ),
+    (
+        "C06",
+        "mAP is reported for XQuAD-R and MLQA-R",
+        "all (marked unverified)",
+        "our mAP agrees with LAReQA's scorer (average precision over the pool) and with trec_eval `map`",
+    ),
+    (
+        "C07",
+        "Macro-averaged mAP over all cross-lingual and monolingual language pairs",
+        "001",
+        "the macro average next to the micro average, and how far they differ",
+    ),
+    (
+        "C08",
+        "110 (42) cross-lingual and 11 (7) monolingual settings for XQuAD-R (MLQA-R)",
+        "000, 001, 003",
+        "enumerated from the data, with queries per pair (MLQA-R pairs lack some parallels)",
+    ),
+    (
+        "C09",
+        "Hybrid batch sampling achieves the best performance in multilingual retrieval settings",
+        "all",
+        "Mul. mAP of hybrid vs X-X-mono, X-Y and standard mixed-batch contrastive training, with confidence intervals",
+    ),
+    (
+        "C10",
+        "Hybrid batch sampling beats the two baseline batch samplings with XLM-R and LaBSE initialisers",
+        "all",
+        "the comparison repeated for every initialiser available (offline: multilingual-e5-small; XLM-R and LaBSE where the hub is reachable)",
+    ),
+    (
+        "C11",
+        "Hybrid batch training substantially reduces language bias in multilingual retrieval compared to monolingual training",
+        "all",
+        "rank distance (and further bias diagnostics) of hybrid vs X-X-mono; relative reduction next to the paper's",
+    ),
+    (
+        "C12",
+        "Hybrid batch training enables strong zero-shot retrieval performance across diverse languages",
+        "all",
+        "per-language results including languages never seen in fine-tuning, against the untuned base model",
+    ),
+    (
+        "C13",
+        "X-X and X-Y sampling only perform well in monolingual and cross-lingual retrieval settings, respectively",
+        "002",
+        "the Mo./Cr./Mul. pattern of each sampler",
+    ),
+    (
+        "C14",
+        "The approach learns language-agnostic representations",
+        "002 (marked unverified)",
+        "how much language identity the embeddings still carry (e.g. a language-ID probe, same-language preference in the pool, parallel-text retrieval on NTREX) before and after",
+    ),
+    (
+        "C15",
+        "The hybrid strategy simultaneously optimises monolingual, cross-lingual and multilingual retrieval",
+        "004",
+        "hybrid within a stated margin of the best sampler in all three settings on both datasets",
+    ),
+    (
+        "RQ1",
+        "How does hybrid batch training's zero-shot accuracy on MIRACL compare to contrastive baselines under low-resource language pair constraints?",
+        "000",
+        "MIRACL runs where the hub is reachable; offline, the low-resource pairs of XQuAD-R/MLQA-R and AfriQA",
+    ),
+    (
+        "RQ2",
+        "How does the monolingual-to-cross-lingual batch ratio affect zero-shot accuracy for low- vs high-resource language families (the seed says BEIR, which is English-only)?",
+        "001",
+        "an alpha sweep (0, 0.25, 0.5, 0.75, 1) grouped by language resource level and family",
+    ),
+    (
+        "RQ3",
+        "Hybrid vs contrastive learning for zero-shot cross-lingual retrieval on MTop with mBERT and XLM-R base",
+        "002",
+        "MTop is a semantic-parsing set and none of it is here; say so, and run the closest test the data allows",
+    ),
+    (
+        "RQ4",
+        "Does hybrid training degrade zero-shot accuracy on high-resource languages (MIRACL)?",
+        "003",
+        "high-resource languages' monolingual results, hybrid vs X-X-mono; MIRACL where reachable",
+    ),
+    (
+        "RQ5",
+        "How does hybrid training scale with training-set size for low-resource Niger-Congo languages, vs contrastive methods?",
+        "004",
+        "AfriQA (yor, ibo, swa, zul, kin, twi, bem, fon, wol) question-to-English/French-passage retrieval, training on growing fractions of AfriQA train (and NTREX parallel text)",
+    ),
 ]
 
 CLAIMS: dict[str, Claim] = {r[0]: Claim(*r) for r in _CLAIM_ROWS}
 
+
 def get_claim(claim_id: str) -> Claim:
     "The registered claim with this id (case-insensitive); an unknown id is an error that lists the known ones."
     cid = claim_id.strip().upper()
-    if cid not in CLAIMS: raise KeyError(f"unknown claim id {claim_id!r}; known: {', '.join(CLAIMS)}")
+    if cid not in CLAIMS:
+        raise KeyError(f"unknown claim id {claim_id!r}; known: {', '.join(CLAIMS)}")
     return CLAIMS[cid]
 
 # %% ../nbs/04_verdicts.ipynb #1240502d
 VERDICTS = ("holds", "partly holds", "does not hold", "not testable here")
 
+
 class Outcome(NamedTuple):
     "What a criterion concludes from the evidence."
+
     verdict: str
     reason: str
-    command: str | None = None   # for 'not testable here': what would test it, and where
+    command: str | None = None  # for 'not testable here': what would test it, and where
+
 
 def check_outcome(out: Outcome, where: str = "criterion") -> Outcome:
     "Reject an outcome that is not one of the four verdicts, has no reason, or is untestable without a command."
-    if not isinstance(out, Outcome): raise TypeError(f"{where} must return an Outcome, got {type(out).__name__}")
-    if out.verdict not in VERDICTS: raise ValueError(f"{where}: verdict {out.verdict!r} is not one of {VERDICTS}")
-    if not (out.reason or "").strip(): raise ValueError(f"{where}: a verdict needs a reason")
+    if not isinstance(out, Outcome):
+        raise TypeError(f"{where} must return an Outcome, got {type(out).__name__}")
+    if out.verdict not in VERDICTS:
+        raise ValueError(f"{where}: verdict {out.verdict!r} is not one of {VERDICTS}")
+    if not (out.reason or "").strip():
+        raise ValueError(f"{where}: a verdict needs a reason")
     if out.verdict == "not testable here" and not (out.command or "").strip():
         raise ValueError(f"{where}: 'not testable here' needs the command that would test it")
     return out
 
+
 @dataclass(frozen=True)
 class Criterion:
     "A decision rule written down before the numbers: `text` says it in words, `rule(evidence) -> Outcome` applies it."
+
     text: str
     rule: Callable[[dict], Outcome]
 
-    def __call__(self, evidence: dict) -> Outcome: return check_outcome(self.rule(evidence), f"criterion {self.text!r}")
+    def __call__(self, evidence: dict) -> Outcome:
+        return check_outcome(self.rule(evidence), f"criterion {self.text!r}")
 
 # %% ../nbs/04_verdicts.ipynb #6939806a
 def combine_outcomes(parts: dict[str, Outcome]) -> Outcome:
     "One outcome from several named parts: all hold -> holds, all fail -> does not hold, all untestable -> not testable here, else partly holds."
-    if not parts: raise ValueError("combine_outcomes needs at least one part")
-    for name, o in parts.items(): check_outcome(o, f"part {name!r}")
+    if not parts:
+        raise ValueError("combine_outcomes needs at least one part")
+    for name, o in parts.items():
+        check_outcome(o, f"part {name!r}")
     kinds = {o.verdict for o in parts.values()}
     reason = "; ".join(f"{name}: {o.verdict} ({o.reason})" for name, o in parts.items())
     commands = "; ".join(f"{name}: {o.command}" for name, o in parts.items() if o.command)
-    if kinds == {"holds"}: v = "holds"
-    elif kinds == {"does not hold"}: v = "does not hold"
-    elif kinds == {"not testable here"}: v = "not testable here"
-    else: v = "partly holds"
+    if kinds == {"holds"}:
+        v = "holds"
+    elif kinds == {"does not hold"}:
+        v = "does not hold"
+    elif kinds == {"not testable here"}:
+        v = "not testable here"
+    else:
+        v = "partly holds"
     return Outcome(v, reason, commands or None)
 
 # %% ../nbs/04_verdicts.ipynb #ce50987e
 def _jsonable(x):
     "Evidence as plain JSON: DataFrames become a list of records, tuples lists, numpy scalars numbers."
-    if isinstance(x, pd.DataFrame): return x.reset_index().to_dict(orient="records") if not isinstance(x.index, pd.RangeIndex) else x.to_dict(orient="records")
-    if isinstance(x, pd.Series): return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, dict): return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)): return [_jsonable(v) for v in x]
-    if isinstance(x, (set, frozenset)): return sorted(_jsonable(v) for v in x)
-    if hasattr(x, "item") and not isinstance(x, (str, bytes)): return x.item()  # numpy scalar
+    if isinstance(x, pd.DataFrame):
+        return (
+            x.reset_index().to_dict(orient="records")
+            if not isinstance(x.index, pd.RangeIndex)
+            else x.to_dict(orient="records")
+        )
+    if isinstance(x, pd.Series):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, (set, frozenset)):
+        return sorted(_jsonable(v) for v in x)
+    if hasattr(x, "item") and not isinstance(x, (str, bytes)):
+        return x.item()  # numpy scalar
     return x
 
+
 def _is_empty(ev) -> bool:
-    if ev is None: return True
-    if isinstance(ev, pd.DataFrame): return ev.empty
+    if ev is None:
+        return True
+    if isinstance(ev, pd.DataFrame):
+        return ev.empty
     return len(ev) == 0
+
 
 @dataclass
 class Verdict:
     "A claim's verdict, derived from measured evidence by a criterion; there is no way to pass the verdict in."
+
     claim: Claim | str
     criterion: Criterion
     evidence: dict | pd.DataFrame
-    paper: dict | None = None     # the paper's numbers beside ours, where it gives any
-    data: str = "real"            # 'real' (the shipped data sets under HYBRID_DATA) or 'demo'
+    paper: dict | None = None  # the paper's numbers beside ours, where it gives any
+    data: str = "real"  # 'real' (the shipped data sets under HYBRID_DATA) or 'demo'
     notes: str = ""
     verdict: str = field(init=False)
     reason: str = field(init=False)
     command: str | None = field(init=False)
 
     def __post_init__(self):
-        if isinstance(self.claim, str): self.claim = get_claim(self.claim)
-        if not isinstance(self.criterion, Criterion): raise TypeError("criterion must be a Criterion (text + rule), written before the numbers")
-        if _is_empty(self.evidence): raise ValueError(f"{self.claim.id}: a verdict needs measured evidence; got {self.evidence!r}")
+        if isinstance(self.claim, str):
+            self.claim = get_claim(self.claim)
+        if not isinstance(self.criterion, Criterion):
+            raise TypeError("criterion must be a Criterion (text + rule), written before the numbers")
+        if _is_empty(self.evidence):
+            raise ValueError(f"{self.claim.id}: a verdict needs measured evidence; got {self.evidence!r}")
         ev = self.evidence if isinstance(self.evidence, dict) else {"table": self.evidence}
         self.verdict, self.reason, self.command = self.criterion(ev)
 
     @property
-    def on_real_data(self) -> bool: return self.data == "real"
+    def on_real_data(self) -> bool:
+        return self.data == "real"
 
     def to_dict(self) -> dict:
         "The verdict as a JSON-ready dict (claim, criterion, evidence, paper, outcome)."
-        return dict(claim_id=self.claim.id, claim=self.claim.text, seeds=self.claim.seeds, decided_by=self.claim.decided_by,
-                    criterion=self.criterion.text, evidence=_jsonable(self.evidence), paper=_jsonable(self.paper),
-                    verdict=self.verdict, reason=self.reason, command=self.command, data=self.data, notes=self.notes)
+        return dict(
+            claim_id=self.claim.id,
+            claim=self.claim.text,
+            seeds=self.claim.seeds,
+            decided_by=self.claim.decided_by,
+            criterion=self.criterion.text,
+            evidence=_jsonable(self.evidence),
+            paper=_jsonable(self.paper),
+            verdict=self.verdict,
+            reason=self.reason,
+            command=self.command,
+            data=self.data,
+            notes=self.notes,
+        )
 
     def _repr_markdown_(self):
         s = f"**{self.claim.id}** — *{self.claim.text}*\n\n**Criterion:** {self.criterion.text}\n\n**Verdict: {self.verdict}** — {self.reason}"
-        if self.command: s += f"\n\n**Would be tested by:** `{self.command}`"
+        if self.command:
+            s += f"\n\n**Would be tested by:** `{self.command}`"
         if self.paper:
             import json
+
             p = json.dumps(_jsonable(self.paper), ensure_ascii=False)
             s += f"\n\n**The paper:** {p[:400] + ' ...' if len(p) > 400 else p}"
-        if not self.on_real_data: s += f"\n\n_Measured on the {self.data} data, not the paper's data sets: not a verdict on the claim._"
+        if not self.on_real_data:
+            s += f"\n\n_Measured on the {self.data} data, not the paper's data sets: not a verdict on the claim._"
         return s
 
-    def __repr__(self): return f"Verdict({self.claim.id}: {self.verdict} — {self.reason})"
+    def __repr__(self):
+        return f"Verdict({self.claim.id}: {self.verdict} — {self.reason})"
 
 # %% ../nbs/04_verdicts.ipynb #446568cb
 def project_root(start=None) -> Path:
     "The nearest folder at or above `start` (default: the working directory) that holds `settings.ini`; else `start`."
     start = Path(start or os.getcwd()).resolve()
     for p in (start, *start.parents):
-        if (p / "settings.ini").exists(): return p
+        if (p / "settings.ini").exists():
+            return p
     return start
+
 
 def verdict_dir(path=None) -> Path:
     "Where verdict files live: `path` if given, else `results/verdicts` under the project root."
     return Path(path) if path is not None else project_root() / "results" / "verdicts"
+
 
 def save_verdict(v: Verdict, path=None, config=None, **extra) -> Path | None:
     "Write `v` to `{path}/{claim_id}.json` atomically with provenance; a verdict measured on demo data is not written (returns None)."
@@ -193,35 +330,53 @@ def save_verdict(v: Verdict, path=None, config=None, **extra) -> Path | None:
         print(f"{v.claim.id}: measured on the {v.data} data, so no verdict file was written")
         return None
     out = verdict_dir(path) / f"{v.claim.id}.json"
-    if path is None and os.environ.get("IN_TEST"):   # nbdev_test: tests never write into the repository
-        print(f"{v.claim.id}: under nbdev_test, so {out} was left as it is (hybrid-replication notebooks writes it)")
+    if path is None and os.environ.get("IN_TEST"):  # nbdev_test: tests never write into the repository
+        print(
+            f"{v.claim.id}: under nbdev_test, so {out} was left as it is (hybrid-replication notebooks writes it)"
+        )
         return None
     body = jsonable(v.to_dict())
     # an unchanged verdict keeps its file (and the provenance of the run that first measured it),
     # so re-running the notebooks does not churn committed results
-    if out.exists() and {k: x for k, x in read_json(out).items() if k != "provenance"} == body: return out
+    if out.exists() and {k: x for k, x in read_json(out).items() if k != "provenance"} == body:
+        return out
     atomic_write_json(out, {**body, "provenance": provenance(config, None, **extra)})
     return out
 
 # %% ../nbs/04_verdicts.ipynb #d27c63a3
-def _claim_order(cid: str): return (cid[:1] == "R", int(re.sub(r"\D", "", cid) or 0), cid)
+def _claim_order(cid: str):
+    return (cid[:1] == "R", int(re.sub(r"\D", "", cid) or 0), cid)
+
 
 def verdict_table(path=None, include_missing: bool = False) -> pd.DataFrame:
     "All verdicts under `path` (default `results/verdicts` at the project root) as a table, one row per claim."
     from hybrid_replication.data import DataError
+
     rows = {}
     d = verdict_dir(path)
     for f in sorted(d.glob("*.json")) if d.exists() else []:
         j = read_json(f)
         for k in ("claim_id", "verdict", "reason"):
-            if k not in j: raise DataError(f, field=k, problem="missing")
-        if j["verdict"] not in VERDICTS: raise DataError(f, field="verdict", problem=f"{j['verdict']!r} is not one of {VERDICTS}")
+            if k not in j:
+                raise DataError(f, field=k, problem="missing")
+        if j["verdict"] not in VERDICTS:
+            raise DataError(f, field="verdict", problem=f"{j['verdict']!r} is not one of {VERDICTS}")
         prov = j.get("provenance") or {}
-        rows[j["claim_id"]] = dict(id=j["claim_id"], claim=j.get("claim", ""), verdict=j["verdict"], reason=j["reason"],
-                                   data=j.get("data", ""), created=prov.get("created_utc", ""), commit=prov.get("git_commit", ""))
+        rows[j["claim_id"]] = dict(
+            id=j["claim_id"],
+            claim=j.get("claim", ""),
+            verdict=j["verdict"],
+            reason=j["reason"],
+            data=j.get("data", ""),
+            created=prov.get("created_utc", ""),
+            commit=prov.get("git_commit", ""),
+        )
     if include_missing:
         for cid, c in CLAIMS.items():
-            rows.setdefault(cid, dict(id=cid, claim=c.text, verdict="no verdict yet", reason="", data="", created="", commit=""))
+            rows.setdefault(
+                cid,
+                dict(id=cid, claim=c.text, verdict="no verdict yet", reason="", data="", created="", commit=""),
+            )
     cols = ["id", "claim", "verdict", "reason", "data", "created", "commit"]
     return pd.DataFrame([rows[k] for k in sorted(rows, key=_claim_order)], columns=cols)
 
@@ -229,6 +384,7 @@ def verdict_table(path=None, include_missing: bool = False) -> pd.DataFrame:
 def real_data(*names: str) -> Path | None:
     "The real data folder (`$HYBRID_DATA`) when it is set and holds each named data set folder, else None."
     root = os.environ.get("HYBRID_DATA")
-    if not root: return None
+    if not root:
+        return None
     root = Path(root).expanduser()
     return root if root.is_dir() and all((root / n).is_dir() for n in names) else None

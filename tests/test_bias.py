@@ -1,4 +1,5 @@
 "Language-bias measures: rank distance as the paper defines it, and the two diagnostics, on cases with known answers."
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -10,7 +11,9 @@ from test_lareqa_eval import synthetic_set
 
 def result_from_ranks(langs_of_q, ranks, rank_langs, languages):
     pool = pd.DataFrame({"qid": [f"q{i}" for i in range(len(ranks))], "lang": langs_of_q})
-    return LareqaResult("t", languages, pool, pd.DataFrame(), [np.asarray(r) for r in ranks], [np.asarray(l) for l in rank_langs])
+    return LareqaResult(
+        "t", languages, pool, pd.DataFrame(), [np.asarray(r) for r in ranks], [np.asarray(l) for l in rank_langs]
+    )
 
 
 def test_rank_distance_is_max_minus_min():
@@ -23,13 +26,15 @@ def test_rank_distance_table_macro_averages_languages_not_questions():
     res = result_from_ranks(["a", "a", "b"], [[1, 11], [5, 25], [1, 101]], [["a", "b"]] * 3, ["a", "b"])
     t = rank_distance_table(res)
     assert t.loc["a", "mean"] == 15 and t.loc["b", "mean"] == 100
-    assert t["mean"].mean() == pytest.approx(57.5)          # the paper's number: macro over languages
+    assert t["mean"].mean() == pytest.approx(57.5)  # the paper's number: macro over languages
     assert t.n_questions.tolist() == [2, 1]
 
 
 def test_same_language_rank():
     # a question in 'a': its a-answer at rank 2, other answers at ranks 1, 7, 9 -> not first, median of others 7
-    res = result_from_ranks(["a", "b"], [[2, 1, 7, 9], [3, 40, 50, 60]], [["a", "b", "c", "d"], ["a", "b", "c", "d"]], ["a", "b"])
+    res = result_from_ranks(
+        ["a", "b"], [[2, 1, 7, 9], [3, 40, 50, 60]], [["a", "b", "c", "d"], ["a", "b", "c", "d"]], ["a", "b"]
+    )
     t = same_language_rank(res)
     assert t.loc["a"].tolist() == [2, 7, 0.0, 0.25]
     assert t.loc["b"].tolist() == [40, 50, 0.0, 0.25]
@@ -56,8 +61,13 @@ def test_language_agnostic_embeddings_have_small_rank_distance():
     rng = np.random.default_rng(1)
     base = {f"q{i}": rng.standard_normal(24) for i in range(20)}
     q = np.stack([base[x] for x in ix.q_qid])
-    c = np.stack([base["q" + cid.split(":a")[1]] + rng.normal(0, 0.05, 24) if ":a" in cid else rng.standard_normal(24) for cid in ix.c_id])
+    c = np.stack(
+        [
+            base["q" + cid.split(":a")[1]] + rng.normal(0, 0.05, 24) if ":a" in cid else rng.standard_normal(24)
+            for cid in ix.c_id
+        ]
+    )
     res = evaluate_embeddings(ix, q, c)
-    assert rank_distance_table(res)["mean"].max() <= 2   # the three parallel answers occupy the top 3
+    assert rank_distance_table(res)["mean"].max() <= 2  # the three parallel answers occupy the top 3
     biased = c + np.stack([{"aa": 5.0, "bb": 0, "cc": -5.0}[l] * np.eye(24)[0] for l in ix.c_lang])
     assert rank_distance_table(evaluate_embeddings(ix, q, biased))["mean"].mean() > 2

@@ -8,6 +8,7 @@
 - C07 computes macro - micro per bootstrap resample by calling `bootstrap_distribution` twice with
   the same seed and groups, which is only a paired difference if both calls draw the same clusters.
 """
+
 import numpy as np
 import pytrec_eval
 from hypothesis import given, settings, strategies as st
@@ -40,8 +41,8 @@ def test_truncated_trec_run_and_tie_order(seed, n, n_rel, heavy_ties):
     scores = (rng.integers(0, 4, n) if heavy_ties else rng.standard_normal(n)).astype(np.float64)
     rel = rng.choice(n, n_rel, replace=False)
     full, short = trec_ap(scores, rel, False), trec_ap(scores, rel, True)
-    assert abs(full - short) < 1e-12                     # the truncation changes nothing
-    assert abs(ours_ap(scores, rel) - full) < 1e-12      # and ties go the same way as ours
+    assert abs(full - short) < 1e-12  # the truncation changes nothing
+    assert abs(ours_ap(scores, rel) - full) < 1e-12  # and ties go the same way as ours
 
 
 @settings(max_examples=60, deadline=None)
@@ -49,9 +50,10 @@ def test_truncated_trec_run_and_tie_order(seed, n, n_rel, heavy_ties):
 def test_sklearn_agrees_without_ties(seed, n, n_rel):
     rng = np.random.default_rng(seed)
     n_rel = min(n_rel, n)
-    scores = rng.permutation(n).astype(np.float64)       # all distinct: no ties
+    scores = rng.permutation(n).astype(np.float64)  # all distinct: no ties
     rel = rng.choice(n, n_rel, replace=False)
-    y = np.zeros(n, dtype=bool); y[rel] = True
+    y = np.zeros(n, dtype=bool)
+    y[rel] = True
     assert abs(average_precision_score(y, scores) - ours_ap(scores, rel)) < 1e-12
 
 
@@ -61,10 +63,11 @@ def test_sklearn_differs_on_ties():
     scores = np.array([1.0, 1.0, 0.0])
     rel = np.array([0])
     y = np.array([True, False, False])
-    assert abs(ours_ap(scores, rel) - 0.5) < 1e-12       # candidate 1 (higher id) ranks first
+    assert abs(ours_ap(scores, rel) - 0.5) < 1e-12  # candidate 1 (higher id) ranks first
     assert abs(trec_ap(scores, rel, False) - 0.5) < 1e-12
     assert abs(average_precision_score(y, scores) - 0.5) < 1e-12
-    rel = np.array([1]); y = np.array([False, True, False])
+    rel = np.array([1])
+    y = np.array([False, True, False])
     assert abs(ours_ap(scores, rel) - 1.0) < 1e-12
     assert abs(average_precision_score(y, scores) - 0.5) < 1e-12
 
@@ -74,12 +77,13 @@ def test_bootstrap_same_seed_draws_same_clusters():
     n_clusters, n_strata = 40, 5
     # every cluster has one value in every stratum (XQuAD-R's design): macro = micro in every resample,
     # so the per-resample difference is ~0 only if both calls resample the same clusters
-    g = np.repeat(np.arange(n_clusters), n_strata); s = np.tile(np.arange(n_strata), n_clusters)
+    g = np.repeat(np.arange(n_clusters), n_strata)
+    s = np.tile(np.arange(n_strata), n_clusters)
     v = rng.random(len(g))
     macro_b = bootstrap_distribution(v, 500, 7, groups=g, strata=s)
     micro_b = bootstrap_distribution(v, 500, 7, groups=g)
     assert np.abs(macro_b - micro_b).max() < 1e-12
-    assert micro_b.std() > 0.01                          # the resamples do vary
+    assert micro_b.std() > 0.01  # the resamples do vary
     # and a different seed gives different resamples (the check above is not vacuous)
     assert np.abs(bootstrap_distribution(v, 500, 8, groups=g) - micro_b).max() > 1e-3
 

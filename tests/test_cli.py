@@ -1,4 +1,5 @@
 """The `hybrid-replication` command end to end, as a user runs it (a subprocess, the installed entry point)."""
+
 import os, subprocess, sys
 from pathlib import Path
 import pytest
@@ -27,7 +28,9 @@ def test_unknown_command_fails_with_message():
 def test_data_check_runs_on_the_demo_set_without_a_data_dir(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "HYBRID_DATA"}
     env.update(HF_HUB_OFFLINE="1", XDG_CACHE_HOME=str(tmp_path / "cache"))
-    r = subprocess.run([str(EXE), "data-check"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [str(EXE), "data-check"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     assert "demo" in (r.stdout + r.stderr).lower()
 

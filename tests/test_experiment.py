@@ -1,6 +1,7 @@
 """The experiment runner end to end with the tiny encoder on the demo set: a grid killed mid-cell resumes to the
 same results as an uninterrupted one, a cell's files appear together or not at all, bad grid files are one-line
 errors with exit code 2."""
+
 import json, os, signal, subprocess, sys, time
 from pathlib import Path
 
@@ -34,8 +35,13 @@ def _grid(tmp_path, steps=6):
 
 
 def _cli(args, **kw):
-    return subprocess.Popen([str(EXE), "experiment", *map(str, args), "--no-progress"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+    return subprocess.Popen(
+        [str(EXE), "experiment", *map(str, args), "--no-progress"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kw,
+    )
 
 
 def test_a_killed_grid_resumes_to_the_uninterrupted_results(tmp_path):
@@ -52,7 +58,7 @@ def test_a_killed_grid_resumes_to_the_uninterrupted_results(tmp_path):
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 130, err
     assert "the same command resumes" in err and "Traceback" not in err
-    assert sorted(p.name for p in out.iterdir()) == ["untuned"]   # the interrupted cell left no folder
+    assert sorted(p.name for p in out.iterdir()) == ["untuned"]  # the interrupted cell left no folder
     proc = _cli([grid, "--out-dir", out, "--work-dir", work])
     _, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err
@@ -61,15 +67,21 @@ def test_a_killed_grid_resumes_to_the_uninterrupted_results(tmp_path):
     cols = ["mono_map", "cross_map", "multi_map", "rank_distance", "steps", "best_step", "best_val_loss"]
     assert a[cols].equals(b[cols])
     for cell in a.cell:
-        assert (straight / "results" / cell / "pool.csv.gz").read_bytes() == (out / cell / "pool.csv.gz").read_bytes()
+        assert (straight / "results" / cell / "pool.csv.gz").read_bytes() == (
+            out / cell / "pool.csv.gz"
+        ).read_bytes()
 
 
 def test_a_failed_write_leaves_no_cell(tmp_path, monkeypatch):
     grid = Grid.load(_grid(tmp_path))
     grid.out_dir, grid.work_dir = str(tmp_path / "results"), str(tmp_path / "runs")
-    def broken(path, obj, indent=1): raise OSError("disk full")
+
+    def broken(path, obj, indent=1):
+        raise OSError("disk full")
+
     monkeypatch.setattr(E, "atomic_write_json", broken)
-    with pytest.raises(OSError, match="disk full"): E.run_cell(grid, None, progress=False)
+    with pytest.raises(OSError, match="disk full"):
+        E.run_cell(grid, None, progress=False)
     assert not (tmp_path / "results").exists() or list((tmp_path / "results").iterdir()) == []
 
 
@@ -79,20 +91,35 @@ def test_cells_subset_and_dry_run(tmp_path, capsys):
     plan = run_grid(grid, ["untuned", "*cross"], progress=False, out_dir=out, work_dir=tmp_path / "runs")
     assert list(plan.cell) == ["untuned", "seed=0__sampler=cross"] and set(plan.status) == {"done"}
     plan = run_grid(grid, dry_run=True, out_dir=out, work_dir=tmp_path / "runs")
-    assert dict(zip(plan.cell, plan.status)) == {"untuned": "done", "seed=0__sampler=hybrid": "to do",
-                                                 "seed=0__sampler=cross": "done"}
+    assert dict(zip(plan.cell, plan.status)) == {
+        "untuned": "done",
+        "seed=0__sampler=hybrid": "to do",
+        "seed=0__sampler=cross": "done",
+    }
     assert "to do" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("text, problem", [
-    ("name: x\n", "base"),
-    ("[1, 2]\n", "mapping"),
-    ("name: x\nbase: {}\ntrain: [{name: demo}]\neval: {dataset: demo}\naxes: {colour: [red]}\n", "axes.colour"),
-    ("name: x\nbase: {}\ntrain: [{name: demo}]\neval: {dataset: demo}\naxes: {seed: []}\n", "non-empty"),
-    ("name: x\nbase: {lr: -1}\ntrain: [{name: demo}]\neval: {dataset: demo}\naxes: {seed: [0]}\nbogus: 1\n", "bogus"),
-    ("name: x\nbase: {}\ntrain: [{name: demo}]\neval: {dataset: demo}\naxes: {batch_size: [1]}\n", "batch_size"),
-    ("name: [unclosed\n", "not valid YAML"),
-])
+@pytest.mark.parametrize(
+    "text, problem",
+    [
+        ("name: x\n", "base"),
+        ("[1, 2]\n", "mapping"),
+        (
+            "name: x\nbase: {}\ntrain: [{name: demo}]\neval: {dataset: demo}\naxes: {colour: [red]}\n",
+            "axes.colour",
+        ),
+        ("name: x\nbase: {}\ntrain: [{name: demo}]\neval: {dataset: demo}\naxes: {seed: []}\n", "non-empty"),
+        (
+            "name: x\nbase: {lr: -1}\ntrain: [{name: demo}]\neval: {dataset: demo}\naxes: {seed: [0]}\nbogus: 1\n",
+            "bogus",
+        ),
+        (
+            "name: x\nbase: {}\ntrain: [{name: demo}]\neval: {dataset: demo}\naxes: {batch_size: [1]}\n",
+            "batch_size",
+        ),
+        ("name: [unclosed\n", "not valid YAML"),
+    ],
+)
 def test_bad_grid_files_are_one_line_errors(tmp_path, text, problem):
     path = tmp_path / "g.yaml"
     path.write_text(text)
@@ -106,5 +133,6 @@ def test_bad_grid_files_are_one_line_errors(tmp_path, text, problem):
 def test_every_committed_grid_file_is_valid(path):
     "Every grid file loads and every cell's config validates (the GPU and hub grids too, though not run here)."
     from hybrid_replication.experiment import Grid
+
     grid = Grid.load(path)
     assert grid.cells() and all(grid.config(values) for values in grid.cells())

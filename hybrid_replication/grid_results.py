@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from .experiment import load_cells, load_per_question
-from .io import read_json
+from .core import read_json
 
 # %% auto #0
 __all__ = ['STATISTICS', 'LABELS', 'SAMPLERS', 'CellMatrices', 'grid_bootstrap', 'headline_table', 'difference', 'seed_means',

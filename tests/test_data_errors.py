@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from hybrid_replication import data as D
+from hybrid_replication import data_check as DC
 from hybrid_replication.data import DataError, load_lareqa, read_lareqa_file, lang_code
 from hybrid_replication.pairs import afriqa_pairs, mintaka_pairs, ntrex_pairs, read_jsonl
 from hybrid_replication.miracl_data import load_topics, load_qrels, load_corpus
@@ -512,7 +513,7 @@ def test_data_check_reports_a_bad_set(tmp_path, capsys):
     d = good_doc()
     d["data"][0]["paragraphs"][0]["qas"][0]["answers"][0]["answer_start"] = 99
     write(tmp_path / "xquad-r" / "en.json", d)
-    rc = D.data_check_cli(["--data-dir", str(tmp_path)])
+    rc = DC.data_check_cli(["--data-dir", str(tmp_path)])
     out = capsys.readouterr().out
     assert rc == 1
     assert "== xquad-r: DATA ERROR" in out and "answer_start" in out
@@ -520,7 +521,7 @@ def test_data_check_reports_a_bad_set(tmp_path, capsys):
 
 
 def test_data_check_without_data_runs_the_demo(empty_cache, capsys):
-    rc = D.data_check_cli([])
+    rc = DC.data_check_cli([])
     out = capsys.readouterr().out
     assert rc == 0 and "demo" in out and "HYBRID_DATA" in out
 

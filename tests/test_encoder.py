@@ -10,6 +10,7 @@ from hypothesis import given, settings, strategies as st, HealthCheck
 
 from hybrid_replication import encoder as E
 from hybrid_replication.encoder import Encoder, tiny_encoder, load_encoder
+from hybrid_replication.core import cache_dir
 
 torch.set_num_threads(2)
 
@@ -235,7 +236,7 @@ def test_e5_ranks_translations_of_the_answer_above_distractors(e5):
 def test_e5_cache_is_an_st_folder_with_the_same_embeddings(e5):
     from sentence_transformers import SentenceTransformer
 
-    folder = E.cache_dir() / "multilingual-e5-small"
+    folder = cache_dir() / "multilingual-e5-small"
     model = SentenceTransformer(str(folder), device="cpu")
     np.testing.assert_allclose(
         model.encode_query(SCRIPTS), e5.encode_queries(SCRIPTS, show_progress_bar=False), atol=1e-5

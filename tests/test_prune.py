@@ -11,6 +11,7 @@ import torch
 
 from hybrid_replication.data import load_lareqa
 from hybrid_replication.encoder import load_encoder
+from hybrid_replication.prune import load_any_encoder
 from hybrid_replication.prune import prune_vocabulary, save_pruned, load_pruned
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,7 +23,7 @@ def test_pruned_e5_gives_the_full_models_embeddings(tmp_path):
     texts = {"query": [q.text for q in rs.questions][:300], "passage": [c.sentence for c in rs.candidates][:300]}
     full = load_encoder("multilingual-e5-small", max_query_length=64, max_passage_length=128)
     report = save_pruned(prune_vocabulary(full, texts), tmp_path / "pruned")
-    pruned = load_encoder(str(tmp_path / "pruned"))
+    pruned = load_any_encoder(str(tmp_path / "pruned"))
     assert pruned.query_prefix == full.query_prefix and pruned.max_passage_length == 128
     with torch.no_grad():
         for kind in ("query", "passage"):

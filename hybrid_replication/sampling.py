@@ -13,8 +13,8 @@ import numpy as np
 from .data import DataError, TrainPair
 
 # %% auto #0
-__all__ = ['Batch', 'BatchSampler', 'MonoBatchSampler', 'CrossBatchSampler', 'HybridBatchSampler', 'ShuffledBatchSampler',
-           'MultiSourceSampler', 'make_sampler', 'batch_stats']
+__all__ = ['SAMPLER_KINDS', 'Batch', 'BatchSampler', 'MonoBatchSampler', 'CrossBatchSampler', 'HybridBatchSampler',
+           'ShuffledBatchSampler', 'MultiSourceSampler', 'make_sampler', 'sampler_options', 'batch_stats']
 
 # %% ../nbs/12_sampling.ipynb #99ff9787
 @dataclass(frozen=True)
@@ -573,6 +573,26 @@ def make_sampler(
     if by_source:
         return MultiSourceSampler(pairs, batch_size, kind=kind, seed=seed, rank=rank, world_size=world_size, **kw)
     return _SAMPLERS[kind](pairs, batch_size, seed=seed, rank=rank, world_size=world_size, **kw)
+
+# %% ../nbs/12_sampling.ipynb #762ce32f
+SAMPLER_KINDS = tuple(_SAMPLERS)  # the names a config may give
+
+
+def _options_of(cls) -> set:
+    import inspect
+
+    return set(inspect.signature(cls.__init__).parameters) - {"self", "pairs", "batch_size", "_index", "alpha"}
+
+
+def sampler_options(kind: str, options: dict) -> dict:
+    "The entries of `options` that sampler `kind` takes; one that no kind takes raises `ValueError`."
+    if kind not in _SAMPLERS:
+        raise ValueError(f"unknown sampler kind {kind!r}; choose one of {', '.join(SAMPLER_KINDS)}")
+    known = set().union(*(_options_of(cls) for cls in _SAMPLERS.values()))
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ValueError(f"sampler option {unknown[0]!r} is taken by no sampler kind; known: {sorted(known)}")
+    return {k: v for k, v in options.items() if k in _options_of(_SAMPLERS[kind])}
 
 # %% ../nbs/12_sampling.ipynb #2f00406d
 def _batches_of(src, epochs, steps) -> list:

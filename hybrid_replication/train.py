@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 
 from .core import atomic_path, atomic_write_json, atomic_write_text, provenance, read_text
 from .data import DataError, TrainPair
+from .sampling import SAMPLER_KINDS, make_sampler, sampler_options
 from .gradcache import grad_cache_backward
 from .encoder import transformer_layers
 from hybrid_replication.distributed import (
@@ -28,9 +29,9 @@ from hybrid_replication.distributed import (
 )
 
 # %% auto #0
-__all__ = ['SAMPLER_KINDS', 'RESUMABLE_FIELDS', 'PRESETS', 'yaml_value', 'TrainConfig', 'linear_schedule', 'warmup_steps',
-           'seed_everything', 'rng_state', 'set_rng_state', 'JsonlLog', 'EarlyStopping', 'build_encoder', 'freeze',
-           'source_pairs', 'validation_pairs', 'split_validation', 'training_data', 'pair_texts', 'MultiEmbed',
+__all__ = ['RESUMABLE_FIELDS', 'PRESETS', 'yaml_value', 'TrainConfig', 'linear_schedule', 'warmup_steps', 'seed_everything',
+           'rng_state', 'set_rng_state', 'JsonlLog', 'EarlyStopping', 'build_encoder', 'freeze', 'source_pairs',
+           'validation_pairs', 'split_validation', 'subsample_questions', 'training_data', 'pair_texts', 'MultiEmbed',
            'make_optimizer', 'frozen_trunk', 'save_checkpoint', 'load_checkpoint', 'trainable_state', 'NonFiniteLoss',
            'train_step', 'validation_loss', 'train', 'train_cli']
 
@@ -55,7 +56,6 @@ def yaml_value(text: str):
     return yaml.load(text, Loader=_YamlLoader)
 
 # %% ../nbs/17_train.ipynb #a857dfa7
-SAMPLER_KINDS = ("mono", "cross", "hybrid", "shuffled")
 _DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 _INT, _NOT_NEGATIVE_INT = dict(integer=True), dict(integer=True, low=0)
 # field: how its value is checked (`_check_number`); every number must also be finite
@@ -66,6 +66,7 @@ _NUMBER_RULES = {
     "freeze_layers": _NOT_NEGATIVE_INT,
     "trainable_layers": dict(integer=True, low=1, optional=True),
     "val_fraction": dict(low=0, high=1, high_open=True),
+    "train_fraction": dict(low=0, low_open=True, high=1),
     "alpha": dict(low=0, high=1),
     "batch_size": dict(integer=True, low=2, why="in-batch negatives need at least 2"),
     "hard_negatives": _NOT_NEGATIVE_INT,
@@ -149,6 +150,7 @@ class TrainConfig:
     val_fraction: float = 0.0  # hold out this share of question ids; their `val_lang` pairs are the validation set
     val_source: dict | None = None  # or a separate validation source (same form as `sources` items)
     val_lang: str | None = "en"  # validation pairs: query and passage in this language (None: any)
+    train_fraction: float = 1.0  # train on this share of the question ids (`subsample_questions`, nested per seed)
     # batches
     sampler: str = "hybrid"  # 'mono' (X-X-mono) | 'cross' (X-Y) | 'hybrid' | 'shuffled'
     alpha: float = 0.5  # hybrid: share of X-X-mono batches
@@ -504,17 +506,27 @@ def split_validation(pairs: list[TrainPair], fraction: float, seed: int = 0, lan
         [p for p in candidates if (p.source, p.qid) in held],
     )
 
+# %% ../nbs/17_train.ipynb #46976ed3
+def subsample_questions(pairs: list[TrainPair], fraction: float, seed: int = 0) -> list[TrainPair]:
+    """Keep `fraction` of the question ids (with every pair of each: all its languages), for learning curves.
+    One seeded order of the ids decides, so for a given seed a smaller share is a subset of a larger one."""
+    if fraction >= 1:
+        return list(pairs)
+    ids = sorted({(p.source, p.qid) for p in pairs})
+    random.Random(f"subsample-{seed}").shuffle(ids)
+    kept = set(ids[: max(1, round(fraction * len(ids)))])
+    return [p for p in pairs if (p.source, p.qid) in kept]
+
 # %% ../nbs/17_train.ipynb #9aa9f59b
 def training_data(cfg: TrainConfig, rank: int = 0, world_size: int = 1):
     """(train pairs, validation pairs, this rank's batch sampler, counts) exactly as `train(cfg)` builds them."""
-    from hybrid_replication.sampling import make_sampler
-
     pairs = [p for s in cfg.sources for p in source_pairs(s, cfg.data_dir)]
     val = []
     if cfg.val_source:
         val = validation_pairs(source_pairs(cfg.val_source, cfg.data_dir), cfg.val_lang)
     elif cfg.val_fraction:
         pairs, val = split_validation(pairs, cfg.val_fraction, cfg.seed, cfg.val_lang)
+    pairs = subsample_questions(pairs, cfg.train_fraction, cfg.seed)  # after the split: validation stays whole
     # keep exactly the hard negatives the loss uses: the sampler keeps a batch's positives apart from its
     # hard negatives, which must not constrain batches when hard negatives are not used at all
     k = cfg.hard_negatives
@@ -535,7 +547,10 @@ def training_data(cfg: TrainConfig, rank: int = 0, world_size: int = 1):
             f"TrainConfig: no training pairs left ({n0} before dropping those with fewer than hard_negatives={k} hard negatives)"
         )
     multi = len({p.source for p in pairs}) > 1
-    skw = dict(cfg.sampler_options, **({"source_weighting": cfg.multi_source} if multi else {}))
+    skw = dict(
+        sampler_options(cfg.sampler, cfg.sampler_options),
+        **({"source_weighting": cfg.multi_source} if multi else {}),
+    )
     sampler = make_sampler(
         cfg.sampler,
         pairs,

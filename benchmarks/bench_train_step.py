@@ -54,15 +54,9 @@ def main(argv=None):
     torch.manual_seed(0)
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
-    from hybrid_replication.train import (
-        TrainConfig,
-        MultiEmbed,
-        build_encoder,
-        freeze,
-        make_optimizer,
-        train_step,
-        source_pairs,
-    )
+    from hybrid_replication.config import TrainConfig
+    from hybrid_replication.train_data import MultiEmbed, build_encoder, freeze, make_optimizer, source_pairs
+    from hybrid_replication.train import train_step
     from hybrid_replication.sampling import make_sampler
     from hybrid_replication.loss import info_nce
 

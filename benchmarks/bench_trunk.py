@@ -31,19 +31,19 @@ def main(argv=None):
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
     from hybrid_replication.data import load_lareqa
-    from hybrid_replication.lareqa_eval import candidate_texts
+    from hybrid_replication.embeddings import candidate_texts
     from hybrid_replication.loss import info_nce
     from hybrid_replication.sampling import make_sampler
-    from hybrid_replication.train import (
+    from hybrid_replication.config import TrainConfig
+    from hybrid_replication.train_data import (
         MultiEmbed,
-        TrainConfig,
         build_encoder,
         freeze,
         frozen_trunk,
         make_optimizer,
         source_pairs,
-        train_step,
     )
+    from hybrid_replication.train import train_step
 
     base = TrainConfig.preset(
         "cpu",

@@ -35,7 +35,7 @@ PRUNE_PREFIXES = (("query: ", "passage: "), ("Query: ", "Passage: "))  # e5's ow
 def lareqa_texts(names=("xquad-r", "mlqa-r"), data_dir=None) -> dict[str, list[str]]:
     "Every question and passage text a grid on these sets encodes: evaluation sets and training pairs."
     from hybrid_replication.data import load_lareqa
-    from hybrid_replication.train import source_pairs
+    from hybrid_replication.train_data import source_pairs
 
     queries, passages = set(), set()
     for name in names:
@@ -181,7 +181,7 @@ def run(
 
 
 def _non_embedding_params(grid, values) -> int:
-    from hybrid_replication.train import build_encoder
+    from hybrid_replication.train_data import build_encoder
 
     model = build_encoder(grid.config(values)).model
     embedding = sum(p.numel() for n, p in model.named_parameters() if "embeddings" in n)

@@ -15,7 +15,7 @@ def rank_distance(ranks: list[np.ndarray]) -> np.ndarray:
     "Per question: rank of the lowest-ranked relevant candidate minus rank of the highest-ranked one (NaN with fewer than two relevant)."
     return np.array([float(np.max(r) - np.min(r)) if len(r) >= 2 else np.nan for r in ranks])
 
-
+# %% ../nbs/22_bias.ipynb #3e614755
 def rank_distance_table(res) -> pd.DataFrame:
     "Rank distance per query language (mean, median, questions) of a `LareqaResult`; the paper's number is the macro average of `mean`."
     rd = pd.DataFrame({"lang": res.pool.lang.to_numpy(), "rd": rank_distance(res.pool_ranks)})

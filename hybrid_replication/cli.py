@@ -142,7 +142,7 @@ def zero_shot_table(results_dir=None):
     "The committed zero-shot results (`results/zero_shot/{xquad-r,mlqa-r}.json`) beside the paper's hybrid XLM-R and LaBSE rows."
     import pandas as pd
     from hybrid_replication.core import read_json
-    from hybrid_replication.lareqa_eval import paper_summary
+    from hybrid_replication.paper_tables import paper_summary
     from hybrid_replication.verdicts import project_root
 
     d = Path(results_dir) if results_dir else project_root() / "results" / "zero_shot"
@@ -299,7 +299,7 @@ def notebook_to_markdown(cells) -> str:
             out.append(o)
     return "\n\n".join(p for p in out if p) + "\n"
 
-
+# %% ../nbs/43_cli.ipynb #c1b8f98c
 def write_readme(nb="nbs/index.ipynb", out="README.md") -> Path:
     "Execute `nb` in its folder and write it as markdown to `out` (atomically)."
     from execnb.nbio import read_nb
@@ -317,7 +317,7 @@ def write_readme(nb="nbs/index.ipynb", out="README.md") -> Path:
         os.chdir(cwd)
     return atomic_write_text(out, notebook_to_markdown(doc.cells))
 
-
+# %% ../nbs/43_cli.ipynb #be651e4b
 def readme_cli(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="hybrid-replication readme")
     ap.add_argument("--nb", default="nbs/index.ipynb")

@@ -74,7 +74,7 @@ def atomic_write_text(path, text: str) -> Path:
         Path(tmp).write_text(text, encoding="utf-8")
     return Path(path)
 
-
+# %% ../nbs/00_core.ipynb #be2e185a
 def _finite_or_null(obj):
     "NaN and infinities as JSON null (bare `NaN` is not JSON); a result that is undefined reads back as None."
     if isinstance(obj, float) and not math.isfinite(obj):
@@ -92,12 +92,12 @@ def atomic_write_json(path, obj, indent=1) -> Path:
     plain = _finite_or_null(jsonable(obj))
     return atomic_write_text(path, json.dumps(plain, indent=indent, ensure_ascii=False, allow_nan=False) + "\n")
 
-
+# %% ../nbs/00_core.ipynb #269d5be0
 def jsonable(obj):
     "`obj` as it reads back from JSON (tuples become lists, numpy values plain numbers): for comparing with a file."
     return json.loads(json.dumps(obj, ensure_ascii=False, default=_json_default))
 
-
+# %% ../nbs/00_core.ipynb #6a1db340
 def _json_default(o):
     # numpy scalars and arrays, Paths and sets turn up in results; write them as plain JSON
     if hasattr(o, "tolist"):
@@ -160,7 +160,7 @@ def parse_json(text: str, path="<string>"):
         raise DataError(path, f"line {line}", "file", "a \\u escape is half a surrogate pair, not a character")
     return obj
 
-
+# %% ../nbs/00_core.ipynb #7dab3e06
 def read_json(path, missing: str = "file not found"):
     "Read a JSON file (a regular UTF-8 file); any problem raises a `DataError` that names it."
     return parse_json(read_text(path, missing), path)
@@ -184,7 +184,7 @@ def table_path(json_path, name: str) -> Path:
     json_path = Path(json_path)
     return json_path.with_name(f"{json_path.stem}.{name}.csv.gz")
 
-
+# %% ../nbs/00_core.ipynb #48d869c2
 def write_result_set(json_path, doc: dict, tables: dict) -> Path:
     """Write a result JSON and its tables (DataFrames, gzipped CSV beside it) as one unit. The tables are written
     first and the JSON last, with each table's sha256 under `tables`: a table left by an interrupted write does not
@@ -198,7 +198,7 @@ def write_result_set(json_path, doc: dict, tables: dict) -> Path:
         ).hexdigest()
     return atomic_write_json(json_path, {**doc, "tables": digests})
 
-
+# %% ../nbs/00_core.ipynb #2a215c6a
 def read_result_table(json_path, name: str):
     "Table `name` of a result written by `write_result_set`, checked against the sha256 its JSON recorded."
     import hashlib, pandas as pd
@@ -246,7 +246,7 @@ def git_commit(cwd=None) -> str | None:
     except Exception:
         return None
 
-
+# %% ../nbs/00_core.ipynb #3dda03fe
 def machine_info() -> dict:
     "What a timing was measured on."
     info = dict(
@@ -268,7 +268,7 @@ def machine_info() -> dict:
         pass
     return info
 
-
+# %% ../nbs/00_core.ipynb #94ec8183
 def provenance(config=None, seed=None, **extra) -> dict:
     "The provenance block of a result file: git commit, config, seed, time, machine, and anything else given."
     from hybrid_replication import __version__
@@ -287,7 +287,7 @@ def provenance(config=None, seed=None, **extra) -> dict:
 class Terminated(Exception):
     "SIGTERM, raised in the main thread so that `finally` blocks and atomic writers clean up (exit code 143)."
 
-
+# %% ../nbs/00_core.ipynb #d23ceef7
 def _raise_terminated(signum, frame):
     raise Terminated()
 

@@ -24,7 +24,7 @@ class Question:
     lang: str
     text: str
 
-
+# %% ../nbs/01_data.ipynb #fb56e554
 @dataclass(frozen=True)
 class Candidate:
     "One retrievable passage: a sentence (the LAReQA unit) and the paragraph it comes from."
@@ -34,7 +34,7 @@ class Candidate:
     sentence: str
     context: str = ""
 
-
+# %% ../nbs/01_data.ipynb #ad06cd1f
 @dataclass
 class RetrievalSet:
     "Questions, a candidate pool and relevance (question id -> ids of relevant candidates, any language)."
@@ -54,7 +54,7 @@ class RetrievalSet:
             f"{len(self.candidates)} candidates, languages {' '.join(self.languages)})"
         )
 
-
+# %% ../nbs/01_data.ipynb #b92b30e3
 @dataclass(frozen=True)
 class TrainPair:
     "A training example for the batch samplers: a query, its positive passage, and hard negatives."
@@ -265,7 +265,7 @@ def is_offline() -> bool:
         for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HYBRID_OFFLINE")
     )
 
-
+# %% ../nbs/01_data.ipynb #b3e26090
 def fetch_public(url: str, dest: Path, timeout: float = 10.0) -> Path:
     "Download `url` to `dest` atomically; fail fast (offline flag, `timeout`) with a `DataError` saying what to set."
     from hybrid_replication.core import atomic_path
@@ -283,7 +283,7 @@ def fetch_public(url: str, dest: Path, timeout: float = 10.0) -> Path:
         ) from None
     return dest
 
-
+# %% ../nbs/01_data.ipynb #3240fe85
 def dataset_file(name: str, rel: str, data_dir_=None, url: str | None = None, timeout: float = 10.0) -> Path:
     "Path of `rel` inside data set `name`; in the cache folder a missing file is fetched from `url`."
     root = data_dir(data_dir_)
@@ -462,7 +462,7 @@ def lareqa_dir(name_or_path, data_dir=None) -> Path:
         )
     return p
 
-
+# %% ../nbs/01_data.ipynb #04310832
 def load_lareqa(name_or_path, langs=None, data_dir=None) -> RetrievalSet:
     "Load a LAReQA-format set ('xquad-r', 'mlqa-r', 'demo', a folder of `{lang}.json`, or one file) as a `RetrievalSet`."
     name = str(name_or_path)
@@ -528,7 +528,7 @@ def dataset_stats(rs: RetrievalSet):
         )
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("lang")
 
-
+# %% ../nbs/01_data.ipynb #d214804d
 def table10_check(rs: RetrievalSet, name: str | None = None):
     "Our question and candidate counts per language beside the paper's Table 10, with a `match` column."
     import pandas as pd

@@ -31,7 +31,7 @@ class DistInfo:
     def is_main(self) -> bool:
         return self.rank == 0
 
-
+# %% ../nbs/15_distributed.ipynb #9051747a
 def init_distributed(device: str = "auto", backend: str | None = None) -> DistInfo:
     """Read the torchrun environment; with more than one process, join the process group (nccl
     when this process has a CUDA device, else gloo). `device`: 'auto' (CUDA when present), 'cpu', 'cuda'."""
@@ -63,7 +63,7 @@ def mean_over_ranks(x: float) -> float:
     dist.all_reduce(t)
     return float(t.item()) / dist.get_world_size()
 
-
+# %% ../nbs/15_distributed.ipynb #262d63e3
 def any_rank(flag: bool) -> bool:
     "True when `flag` is true on any rank: every rank then takes the same decision (e.g. stop after a SIGINT)."
     if not _active():
@@ -72,7 +72,7 @@ def any_rank(flag: bool) -> bool:
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return bool(t.item() > 0)
 
-
+# %% ../nbs/15_distributed.ipynb #ceedae81
 def gather_objects(obj) -> list:
     "`obj` from every rank, in rank order (a one-item list on one process); for small things such as RNG states."
     if not _active():
@@ -81,12 +81,12 @@ def gather_objects(obj) -> list:
     dist.all_gather_object(out, obj)
     return out
 
-
+# %% ../nbs/15_distributed.ipynb #ff711b37
 def barrier():
     if _active():
         dist.barrier()
 
-
+# %% ../nbs/15_distributed.ipynb #4ac332f6
 def _comm_device():
     # nccl only talks CUDA tensors
     return f"cuda:{torch.cuda.current_device()}" if dist.get_backend() == "nccl" else "cpu"

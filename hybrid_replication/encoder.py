@@ -54,7 +54,7 @@ def xlmr_tokenizer_file() -> Path:
         ) from e
     return Path(semantra_multilingual.get_asset_dir()) / "tokenizer.json"
 
-
+# %% ../nbs/10_encoder.ipynb #065357c4
 @lru_cache(maxsize=1)
 def xlmr_tokenizer():
     "The XLM-R fast tokenizer from the bundled `tokenizer.json` (shared, loaded once)."
@@ -723,7 +723,7 @@ def hub_reachable(timeout: float = 2.0) -> bool:
     th.join(timeout + 0.5)
     return bool(ok)
 
-
+# %% ../nbs/10_encoder.ipynb #0608d922
 def load_encoder(name="multilingual-e5-small", **kw) -> Encoder:
     """An `Encoder` by folder, hub name or alias; multilingual-e5-small falls back to the offline rebuild.
     (A pruned folder, `prune.save_pruned`, loads with `prune.load_any_encoder`.)"""

@@ -23,15 +23,11 @@ from hybrid_replication.core import (
     Terminated,
 )
 from .afriqa_eval import AFRIQA_MEASURES, evaluate_afriqa
-from hybrid_replication.lareqa_eval import (
-    LareqaIndex,
-    candidate_texts,
-    encode_texts,
-    evaluate_embeddings,
-    pool_per_question,
-    result_document,
-)
-from .train import TrainConfig, build_encoder, frozen_trunk, load_checkpoint, train, yaml_value
+from .lareqa_eval import LareqaIndex, evaluate_embeddings, pool_per_question, result_document
+from .embeddings import candidate_texts, encode_texts
+from .config import TrainConfig, yaml_value
+from .train_data import build_encoder, frozen_trunk
+from .train import load_checkpoint, train
 
 # %% auto #0
 __all__ = ['HEADLINE', 'Grid', 'evaluate_cell_model', 'write_cell', 'run_cell', 'grid_plan', 'run_grid', 'headline_numbers',
@@ -321,7 +317,7 @@ def headline_numbers(doc: dict) -> dict:
         return {k: summary.get(k) for k in AFRIQA_MEASURES}
     return {**{k: summary.get(k) for k in HEADLINE}, "rank_distance": doc.get("rank_distance", {}).get("macro")}
 
-
+# %% ../nbs/40_experiment.ipynb #c803a1ab
 def load_cells(folder) -> pd.DataFrame:
     "One row per finished cell of a grid folder: its axes, the headline numbers, rank distance and training facts."
     rows = []
@@ -341,7 +337,7 @@ def load_cells(folder) -> pd.DataFrame:
         rows.append(row)
     return pd.DataFrame(rows)
 
-
+# %% ../nbs/40_experiment.ipynb #45a3b666
 def load_per_question(folder, cell: str, table: str = "pool") -> pd.DataFrame:
     """A cell's per-question values: `pool` (Mul.: a row per question), `pairs` (a row per question and language
     pair) or, on AfriQA, `afriqa` (a row per question)."""

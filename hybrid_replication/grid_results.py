@@ -135,7 +135,7 @@ def headline_table(boot: dict, statistics=None, level: float = 0.95, digits: int
         rows[g] = row
     return pd.DataFrame.from_dict(rows, orient="index")
 
-
+# %% ../nbs/41_grid_results.ipynb #7e4f0e51
 def difference(boot: dict, a: str, b: str, statistic: str, level: float = 0.95) -> dict:
     "`a` minus `b` on one statistic: the estimate, its interval, and 'tie' when the interval contains 0."
     est = boot["estimate"][a][statistic] - boot["estimate"][b][statistic]
@@ -149,13 +149,13 @@ def seed_means(folder, cells: list[str], key: str = "per_language") -> pd.DataFr
     frames = [pd.DataFrame(read_json(Path(folder) / c / "result.json")[key]).T for c in cells]
     return sum(frames) / len(frames)
 
-
+# %% ../nbs/41_grid_results.ipynb #194f4a3f
 def pair_matrix_mean(folder, cells: list[str], metric: str = "map") -> pd.DataFrame:
     "The mean over cells of the (query language x candidate language) matrix of `metric` ('map' or 'r@1')."
     frames = [pd.DataFrame(read_json(Path(folder) / c / "result.json")["pairs"][metric]).T for c in cells]
     return sum(frames) / len(frames)
 
-
+# %% ../nbs/41_grid_results.ipynb #02e1db2d
 def difference_heatmap(diff: pd.DataFrame, ax=None, title: str = "", limit: float | None = None):
     "A diverging heat-map of a difference of pair matrices (positive: the first is better)."
     import matplotlib.pyplot as plt
@@ -198,7 +198,7 @@ def sampler_groups(folder, samplers=tuple(SAMPLERS), reference: bool = True) -> 
         groups = {"untuned": ["untuned"], **groups}
     return groups
 
-
+# %% ../nbs/41_grid_results.ipynb #1393b185
 def seeds_finished(groups: dict) -> int:
     "The number of seeds every sampler of `groups` has finished (the reference aside): what a comparison can use."
     counts = [len(c) for g, c in groups.items() if g != "untuned"]

@@ -51,7 +51,7 @@ def average_precision_from_ranks(ranks: Sequence[np.ndarray], n_relevant, k: int
     prec = np.where(keep, hits / R, 0.0)
     return _safe_div(prec.sum(1), _n_relevant(n_relevant, ranks))
 
-
+# %% ../nbs/20_metrics.ipynb #d318d2de
 def reciprocal_rank_from_ranks(ranks: Sequence[np.ndarray], k: int | None = None) -> np.ndarray:
     "1 / rank of the first relevant document (0 when none is retrieved, or none in the top `k`)."
     first = _padded_ranks(ranks)[:, 0]
@@ -59,22 +59,22 @@ def reciprocal_rank_from_ranks(ranks: Sequence[np.ndarray], k: int | None = None
         first = np.where(first <= k, first, np.inf)
     return 1.0 / first
 
-
+# %% ../nbs/20_metrics.ipynb #c31f10d0
 def recall_at_k_from_ranks(ranks: Sequence[np.ndarray], n_relevant, k: int) -> np.ndarray:
     "Fraction of the relevant documents that are in the top `k` (trec_eval `recall_k`)."
     return _safe_div((_padded_ranks(ranks) <= k).sum(1).astype(np.float64), _n_relevant(n_relevant, ranks))
 
-
+# %% ../nbs/20_metrics.ipynb #97b3b41a
 def hit_at_k_from_ranks(ranks: Sequence[np.ndarray], k: int) -> np.ndarray:
     "1 when any relevant document is in the top `k`, else 0 (trec_eval `success_k`; the 'R@k' of papers that mean 'any')."
     return (_padded_ranks(ranks)[:, 0] <= k).astype(np.float64)
 
-
+# %% ../nbs/20_metrics.ipynb #d36a989a
 def precision_at_k_from_ranks(ranks: Sequence[np.ndarray], k: int) -> np.ndarray:
     "Relevant documents in the top `k`, divided by `k` (trec_eval `P_k`)."
     return (_padded_ranks(ranks) <= k).sum(1) / float(k)
 
-
+# %% ../nbs/20_metrics.ipynb #e895411c
 def _ideal_dcg(n_relevant: np.ndarray, k: int | None) -> np.ndarray:
     m = int(n_relevant.max(initial=0)) if k is None else int(min(k, n_relevant.max(initial=0)))
     disc = np.concatenate([[0.0], np.cumsum(1.0 / np.log2(np.arange(2, m + 2)))])
@@ -106,7 +106,7 @@ def parse_measure(name: str) -> tuple[str, int | None]:
         raise ValueError(f"measure {name!r}: the cutoff must be >= 1")
     return m.group(2), k
 
-
+# %% ../nbs/20_metrics.ipynb #b50af17f
 def trec_order(scores: Mapping[str, float]) -> list[str]:
     "Document ids sorted as trec_eval ranks them: score descending, then document id descending."
     for d, s in scores.items():
@@ -167,7 +167,7 @@ def evaluate_run(
             out[qid] = {m: 0.0 for m in measures}  # trec_eval -c: a missing query counts as 0
     return out
 
-
+# %% ../nbs/20_metrics.ipynb #cc85d86d
 def mean_measures(per_query: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
     "The mean of each measure over the queries of `per_query` (what trec_eval prints as 'all')."
     if not per_query:
@@ -187,7 +187,7 @@ def score_chunks(q_emb, c_emb, chunk_size: int = 256) -> Iterator[tuple[int, tor
     for s in range(0, q.shape[0], chunk_size):
         yield s, q[s : s + chunk_size] @ c.T
 
-
+# %% ../nbs/20_metrics.ipynb #bcc91e47
 def tie_keys(cand_ids: Sequence | None, n: int) -> np.ndarray:
     "Integers that order candidates as trec_eval breaks ties: larger key = larger id = ranked first among equal scores."
     if cand_ids is None:
@@ -263,7 +263,7 @@ def ranks_in_scores(
     rank = rank.numpy()
     return [rank[i, : lens[i]].copy() for i in range(B)]
 
-
+# %% ../nbs/20_metrics.ipynb #415dab13
 def relevant_ranks(
     q_emb,
     c_emb,
@@ -306,7 +306,7 @@ def topk(q_emb, c_emb_or_index, k: int, chunk_size: int = 4096) -> tuple[np.ndar
         I.append(i)
     return np.concatenate(D), np.concatenate(I)
 
-
+# %% ../nbs/20_metrics.ipynb #74d2cc48
 def run_from_topk(
     qids: Sequence[str], docids: Sequence[str], scores: np.ndarray, indices: np.ndarray
 ) -> dict[str, dict[str, float]]:

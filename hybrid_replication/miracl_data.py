@@ -92,7 +92,7 @@ def load_topics(lang: str, split: str = "dev", data_dir=None) -> dict[str, str]:
         out[qid] = text
     return out
 
-
+# %% ../nbs/03_miracl_data.ipynb #48349b3a
 def load_qrels(lang: str, split: str = "dev", data_dir=None) -> dict[str, dict[str, int]]:
     "MIRACL relevance judgments, trec-style: query id -> {docid: relevance} (judged non-relevant passages kept as 0)."
     path = _tsv_path("qrels", lang, split, data_dir)
@@ -171,7 +171,7 @@ def find_corpus(lang: str, data_dir=None) -> list[Path]:
                 return files
     return []
 
-
+# %% ../nbs/03_miracl_data.ipynb #44613214
 def download_corpus(lang: str, timeout: float = 10.0) -> list[Path]:
     "Download the hub's corpus files of `lang` into the user cache folder; fail fast offline."
     lang = lang_code(lang, "miracl-corpus", None, "lang")
@@ -209,7 +209,7 @@ def download_corpus(lang: str, timeout: float = 10.0) -> list[Path]:
         )
     return files
 
-
+# %% ../nbs/03_miracl_data.ipynb #a35b1288
 def iter_corpus_file(path: Path):
     "(docid, title, text) of every line of one corpus file (plain or gzipped JSON lines), each field checked."
     opener = gzip.open if path.suffix == ".gz" else open
@@ -234,7 +234,7 @@ def iter_corpus_file(path: Path):
     except (OSError, EOFError) as e:
         raise DataError(path, field="file", problem=f"cannot read ({e})") from None
 
-
+# %% ../nbs/03_miracl_data.ipynb #5681e80a
 def load_corpus(lang: str, path=None, data_dir=None, docids=None, download: bool = True) -> dict[str, dict]:
     "MIRACL passages of `lang`: docid -> {'title', 'text'}; local files first, else the hub (see above)."
     if path is not None:

@@ -41,7 +41,7 @@ def execute_notebook(path, slow: bool = False):
         os.chdir(cwd)
     return nb
 
-
+# %% ../nbs/42_notebooks.ipynb #ec1d579d
 def save_notebook(nb, path) -> Path:
     "Write an executed notebook, cleaned as `nbdev_clean` cleans (its outputs kept)."
     from execnb.nbio import write_nb
@@ -66,7 +66,7 @@ def notebook_paths(targets, root=None) -> list[Path]:
             raise FileNotFoundError(f"{t}: not a notebook, a folder or one of {sorted(NOTEBOOK_FOLDERS)}")
     return out
 
-
+# %% ../nbs/42_notebooks.ipynb #e54fdcd2
 def notebooks_cli(argv=None) -> int:
     "`hybrid-replication notebooks [claims] [results] [PATH ...]`: execute notebooks in place, saving their outputs."
     ap = argparse.ArgumentParser(prog="hybrid-replication notebooks", description=notebooks_cli.__doc__)

@@ -38,7 +38,7 @@ def normalize_texts(texts: list[str]) -> list[str]:
     ends = np.cumsum(lens)
     return [" ".join(joined[e - l : e].split()) for l, e in zip(lens.tolist(), ends.tolist())]
 
-
+# %% ../nbs/31_overlap.ipynb #6c6b8f74
 def normalize_text(s: str) -> str:
     "NFKC, casefold, punctuation/symbols/whitespace/controls -> single spaces, stripped."
     return normalize_texts([s])[0]
@@ -77,7 +77,7 @@ def shingle_hashes(texts: list[str], n: int = 5, normalized: bool = False) -> tu
     pos = np.arange(counts.sum()) - np.repeat(offsets[:-1], counts) + np.repeat(starts, counts)
     return _mix64(h[pos]), offsets
 
-
+# %% ../nbs/31_overlap.ipynb #69574294
 def jaccard(a: np.ndarray, b: np.ndarray) -> float:
     "Jaccard similarity of the sets of two hash arrays (0 when both are empty)."
     a, b = np.unique(a), np.unique(b)
@@ -107,7 +107,7 @@ def minhash_signatures(hashes: np.ndarray, offsets: np.ndarray, num_perm: int = 
             sig[nonempty, p] = np.minimum.reduceat((h32 ^ xor[p]) * mult[p], starts)
     return sig
 
-
+# %% ../nbs/31_overlap.ipynb #8f66b814
 def band_keys(sig: np.ndarray, bands: int = 16) -> tuple[np.ndarray, np.ndarray]:
     "One 64-bit key per (band, text) for the texts with shingles: a [bands, k] key array and the k row indices it covers."
     num_perm = sig.shape[1]
@@ -122,7 +122,7 @@ def band_keys(sig: np.ndarray, bands: int = 16) -> tuple[np.ndarray, np.ndarray]
         keys = x.reshape(len(ok), bands, r).sum(2, dtype=np.uint64).T.copy()
     return keys, ok
 
-
+# %% ../nbs/31_overlap.ipynb #2a3ad627
 def _join(ka: np.ndarray, kb_sorted: np.ndarray, kb_order: np.ndarray) -> np.ndarray:
     "All (i, j) with ka[i] == kb[j], from kb sorted once: a vectorised sort-merge join."
     lo, hi = np.searchsorted(kb_sorted, ka, "left"), np.searchsorted(kb_sorted, ka, "right")
@@ -140,7 +140,7 @@ def sorted_band_keys(sig: np.ndarray, bands: int = 16):
     order = np.argsort(keys, axis=1, kind="stable")
     return np.take_along_axis(keys, order, 1), order, ok
 
-
+# %% ../nbs/31_overlap.ipynb #97c97097
 def lsh_candidates(sig_a: np.ndarray, sig_b: np.ndarray, bands: int = 16, keys_a=None, keys_b=None) -> np.ndarray:
     "Pairs (i, j) of rows of `sig_a` and `sig_b` that agree on every row of at least one band, as an [k, 2] array."
     sa, oa, ok_a = keys_a if keys_a is not None else sorted_band_keys(sig_a, bands)
@@ -193,7 +193,7 @@ class TextIndex:
     def __len__(self):
         return len(self.texts)
 
-
+# %% ../nbs/31_overlap.ipynb #a4a046e2
 def _index(x, **kw) -> TextIndex:
     return x if isinstance(x, TextIndex) else TextIndex.build(x, **kw)
 
@@ -242,7 +242,7 @@ def overlap_counts(train, eval, threshold: float = 0.8, short_chars: int = 20, *
         pairs=dups,
     )
 
-
+# %% ../nbs/31_overlap.ipynb #425e0a4a
 def audit_overlap(
     train_sources: dict[str, dict[str, list[str]]],
     eval_sets: dict[str, dict[str, list[str]]],
@@ -326,7 +326,7 @@ def lareqa_fields(name: str, langs=None, data_dir=None) -> dict[str, list[str]]:
         titles=_uniq(titles),
     )
 
-
+# %% ../nbs/31_overlap.ipynb #ebadc498
 def afriqa_fields(split: str, data_dir=None) -> dict[str, list[str]]:
     "AfriQA questions (African-language and pivot translations), gold passages and their article titles, for one split."
     import warnings
@@ -348,7 +348,7 @@ def afriqa_fields(split: str, data_dir=None) -> dict[str, list[str]]:
     # a gold passage is a paragraph: it is compared with other passages and with LAReQA's paragraphs (`contexts`)
     return dict(questions=_uniq(p.query for p in ps), passages=passages, contexts=passages, titles=_uniq(titles))
 
-
+# %% ../nbs/31_overlap.ipynb #bf9c1cdd
 def pair_fields(
     pairs, query_field: str = "questions", passage_field: str | None = "passages"
 ) -> dict[str, list[str]]:

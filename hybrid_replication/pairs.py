@@ -112,7 +112,7 @@ def read_jsonl(path) -> list:
             raise DataError(path, f"line {i}", "json", e.problem) from None
     return rows
 
-
+# %% ../nbs/02_pairs.ipynb #3dcd2ec6
 def _afriqa_rows(path: Path):
     "Usable (line, id, question, translation, context) of a gold-passage file, and the count of null/empty contexts."
     out, skipped = [], 0
@@ -258,7 +258,7 @@ def ntrex_languages(data_dir=None) -> dict[str, Path]:
         out.setdefault(lang_code(code, files[code], "file name"), files[code])
     return {**out, **files}
 
-
+# %% ../nbs/02_pairs.ipynb #2e7660ba
 def _ntrex_lines(path: Path, n: int) -> list[str]:
     lines = read_text(path).splitlines()
     if len(lines) != n:

@@ -58,7 +58,7 @@ def ci_frame(ci: dict, model: str = "model") -> pd.DataFrame:
         ]
     )
 
-
+# %% ../nbs/23_plots.ipynb #b1092f84
 def settings_bars(df: pd.DataFrame, ax=None, title: str = "settings, with 95% bootstrap intervals"):
     "Grouped bars of `value` per `setting` and `model`, with error bars from `low`/`high` when present."
     settings = list(dict.fromkeys(df.setting))
@@ -116,7 +116,7 @@ def save_figure(fig, path) -> Path:
     plt.close(fig)
     return path
 
-
+# %% ../nbs/23_plots.ipynb #0748e7a6
 def save_all(res, out_dir, ci: dict | None = None, title: str | None = None) -> list[Path]:
     "Write the figures of one `LareqaResult` to `out_dir`: pair heat-maps (mAP, R@1), the settings bars (with `ci`), the rank distances."
     out_dir = Path(out_dir)

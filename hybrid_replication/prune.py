@@ -46,7 +46,7 @@ def pack_tensor(x: np.ndarray) -> tuple[str, np.ndarray]:
         return "fp16", half
     return "fp32", x
 
-
+# %% ../nbs/11_prune.ipynb #8beda040
 def unpack_tensor(form: str, data: np.ndarray, shape) -> np.ndarray:
     "The float32 tensor that `pack_tensor` packed."
     if form == "q4":

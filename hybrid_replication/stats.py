@@ -56,7 +56,7 @@ def macro_mean(values, groups=None, strata=None) -> float:
     S, N = _design(values, groups, strata)
     return float(_macro(S.sum(0), N.sum(0)))
 
-
+# %% ../nbs/21_stats.ipynb #e4f67af3
 def bootstrap_distribution(values, n_boot: int = 1000, seed: int = 0, groups=None, strata=None) -> np.ndarray:
     "`n_boot` resampled (macro) means: clusters (`groups`, default each query alone) drawn with replacement."
     S, N = _design(values, groups, strata)
@@ -84,7 +84,7 @@ class Interval:
     def half_width(self) -> float:
         return (self.high - self.low) / 2
 
-
+# %% ../nbs/21_stats.ipynb #bd64b3ab
 def bootstrap_ci(
     per_query_values, n_boot: int = 1000, ci: float = 0.95, seed: int = 0, groups=None, strata=None
 ) -> Interval:
@@ -117,7 +117,7 @@ def permutation_test(a, b, n_perm: int = 10000, seed: int = 0, groups=None, stra
         )  # float round-off must not make an exact tie a miss
     return (hits + 1) / (n_perm + 1)
 
-
+# %% ../nbs/21_stats.ipynb #779efe55
 def paired_bootstrap(
     a, b, n_boot: int = 1000, ci: float = 0.95, seed: int = 0, groups=None, strata=None
 ) -> tuple[Interval, float]:
@@ -129,7 +129,7 @@ def paired_bootstrap(
     p = (int((np.abs(boot - boot.mean()) >= abs(est) - 1e-12 * max(abs(est), 1.0)).sum()) + 1) / (n_boot + 1)
     return Interval(est, float(lo), float(hi), ci, n_boot), p
 
-
+# %% ../nbs/21_stats.ipynb #f16fdc3a
 def paired_test(a, b, method: str = "permutation", **kw) -> float:
     "Two-sided p-value for 'systems a and b have the same mean' on paired per-query scores ('permutation' or 'bootstrap')."
     if method == "permutation":
@@ -170,7 +170,7 @@ class Comparison:
             verdict=self.verdict,
         )
 
-
+# %% ../nbs/21_stats.ipynb #918bf42c
 def compare(
     a,
     b,

@@ -121,7 +121,7 @@ def trunk_cache_dir() -> Path:
     "Where trunk outputs are cached: `trunk/` in the package's cache folder (never in the repository)."
     return cache_dir() / "trunk"
 
-
+# %% ../nbs/16_trunk.ipynb #35f00c09
 def text_key(ids) -> str:
     "The cache key of one tokenised text: sha1 of its token ids (prefix and truncation included)."
     return hashlib.sha1(np.asarray(ids, dtype=np.int64).tobytes()).hexdigest()

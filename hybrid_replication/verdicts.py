@@ -155,7 +155,7 @@ _CLAIM_ROWS = [
 
 CLAIMS: dict[str, Claim] = {r[0]: Claim(*r) for r in _CLAIM_ROWS}
 
-
+# %% ../nbs/30_verdicts.ipynb #99790e4b
 def get_claim(claim_id: str) -> Claim:
     "The registered claim with this id (case-insensitive); an unknown id is an error that lists the known ones."
     cid = claim_id.strip().upper()
@@ -174,7 +174,7 @@ class Outcome(NamedTuple):
     reason: str
     command: str | None = None  # for 'not testable here': what would test it, and where
 
-
+# %% ../nbs/30_verdicts.ipynb #90b95da6
 def check_outcome(out: Outcome, where: str = "criterion") -> Outcome:
     "Reject an outcome that is not one of the four verdicts, has no reason, or is untestable without a command."
     if not isinstance(out, Outcome):
@@ -187,7 +187,7 @@ def check_outcome(out: Outcome, where: str = "criterion") -> Outcome:
         raise ValueError(f"{where}: 'not testable here' needs the command that would test it")
     return out
 
-
+# %% ../nbs/30_verdicts.ipynb #3b769bfb
 @dataclass(frozen=True)
 class Criterion:
     "A decision rule written down before the numbers: `text` says it in words, `rule(evidence) -> Outcome` applies it."
@@ -318,12 +318,12 @@ def project_root(start=None) -> Path:
             return p
     return start
 
-
+# %% ../nbs/30_verdicts.ipynb #b101f84e
 def verdict_dir(path=None) -> Path:
     "Where verdict files live: `path` if given, else `results/verdicts` under the project root."
     return Path(path) if path is not None else project_root() / "results" / "verdicts"
 
-
+# %% ../nbs/30_verdicts.ipynb #fc43bb56
 def save_verdict(v: Verdict, path=None, config=None, **extra) -> Path | None:
     "Write `v` to `{path}/{claim_id}.json` atomically with provenance; a verdict measured on demo data is not written (returns None)."
     if not v.on_real_data:

@@ -8,15 +8,8 @@ from hypothesis import given, settings, strategies as st
 from sklearn.metrics import average_precision_score
 
 from hybrid_replication.data import Candidate, DataError, Question, RetrievalSet
-from hybrid_replication.lareqa_eval import (
-    HashedNgramEncoder,
-    LareqaIndex,
-    cached_embeddings,
-    candidate_texts,
-    evaluate_cli,
-    evaluate_embeddings,
-    headline_cis,
-)
+from hybrid_replication.embeddings import HashedNgramEncoder, cached_embeddings, candidate_texts
+from hybrid_replication.lareqa_eval import LareqaIndex, evaluate_cli, evaluate_embeddings, headline_cis
 
 
 def synthetic_set(n_ids=12, langs=("aa", "bb", "cc"), n_distractors=3, drop=None, seed=0) -> RetrievalSet:
@@ -206,7 +199,7 @@ def test_headline_cis_bracket_the_value_and_are_seeded():
 def test_tiny_encoder_goes_through_the_encoder_path():
     torch = pytest.importorskip("torch")
     from hybrid_replication.encoder import tiny_encoder
-    from hybrid_replication.lareqa_eval import encode_texts
+    from hybrid_replication.embeddings import encode_texts
 
     enc = tiny_encoder()
     e = encode_texts(enc, ["a question", "another one"], "query", batch_size=2, show_progress=False)

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 import pytest
-from hybrid_replication.lareqa_eval import paper_dir, paper_summary
+from hybrid_replication.paper_tables import paper_dir, paper_summary
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "paper"
 

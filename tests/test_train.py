@@ -91,7 +91,7 @@ def test_early_stopping_keeps_the_best(tmp_path, monkeypatch):
 
 
 def test_validation_holds_out_every_language_of_a_question(tmp_path):
-    from hybrid_replication.train import source_pairs, split_validation
+    from hybrid_replication.train_data import source_pairs, split_validation
 
     pairs = source_pairs({"name": "demo"})
     tr, va = split_validation(pairs, 0.2, seed=0)

@@ -5,6 +5,7 @@
 # %% ../nbs/19_train.ipynb #2de71363
 from __future__ import annotations
 import argparse, json, math, os, random, shutil, signal, sys, threading, time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -312,51 +313,101 @@ def _check_resumable(saved: dict, cfg: TrainConfig, path):
             f"(only {sorted(RESUMABLE_FIELDS)} may change)"
         )
 
+# %% ../nbs/19_train.ipynb #c593154b
+@dataclass
+class _Run:
+    "What one training run's steps, evaluations and checkpoints share: built by `_start_run`, used by `train`."
 
-def train(config, resume: bool = False, progress: bool = True, stop_at_step: int | None = None) -> dict:
-    """Fine-tune the encoder of `config` (a TrainConfig, dict or path). Writes under `output_dir`:
-    `config.yaml`, `log.jsonl`, `checkpoint.pt`, `summary.json` and the `final/` and `best/` encoders.
-    `resume=True` continues from `checkpoint.pt`. `stop_at_step` stops as SIGINT would (for tests).
-    Under `torchrun` every rank runs this; rank 0 writes the files."""
+    cfg: TrainConfig
+    info: object  # DistInfo
+    pairs: list
+    val: list
+    sampler: object
+    encoder: object
+    model: object  # the encoder behind MultiEmbed, wrapped in DDP under torchrun
+    trunk: object  # FrozenTrunk or None
+    optimizer: object
+    scheduler: object
+    counts: dict  # trainable and frozen parameters
+    dropped: int  # pairs dropped for lacking hard negatives
+    total: int  # steps to run
+    loss_fn: object
+    val_loss_fn: object
+    early: EarlyStopping
+    log: JsonlLog
+    step: int = 0
+    elapsed0: float = 0.0  # seconds spent before a resume
+    t_start: float = field(default_factory=time.perf_counter)
+    last_saved: int = -1  # the step of the last checkpoint (-1: none yet)
+    last_eval: int | None = None  # the step of the last validation
+
+    @property
+    def out(self) -> Path:
+        return Path(self.cfg.output_dir)
+
+    @property
+    def featurize(self):
+        return self.trunk.features if self.trunk is not None else None
+
+    def elapsed(self) -> float:
+        return self.elapsed0 + time.perf_counter() - self.t_start
+
+    def checkpoint(self):
+        "Save what the next step depends on (rank 0 writes; every rank's random state is gathered first)."
+        rngs = gather_objects(rng_state())  # every rank's generators, so each resumes its own stream
+        if self.info.is_main:
+            state = {
+                "step": self.step,
+                "elapsed": self.elapsed(),
+                "model": trainable_state(self.encoder),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "sampler": self.sampler.state_dict(),
+                "early_stopping": self.early.state_dict(),
+                "rng": rngs,
+                "config": self.cfg.to_dict(),
+                "torch_threads": torch.get_num_threads(),
+            }
+            save_checkpoint(self.out / "checkpoint.pt", state)
+        barrier()
+        self.last_saved = self.step
+
+    def evaluate(self) -> float:
+        "The validation loss now; the best weights so far are kept (`best/`, or `best_trainable.pt`)."
+        v = validation_loss(self.encoder, self.val, self.cfg, self.val_loss_fn, self.featurize)
+        improved = self.early.update(v, self.step)
+        if improved and self.info.is_main and self.cfg.save_model:
+            _save_encoder_atomically(self.encoder, self.out / "best")
+        elif (
+            improved and self.info.is_main
+        ):  # no model folders: the best trainable weights, for a later evaluation
+            save_checkpoint(
+                self.out / "best_trainable.pt", {"step": self.step, "model": trainable_state(self.encoder)}
+            )
+        self.log.write(
+            step=self.step,
+            event="eval",
+            val_loss=v,
+            best_val_loss=self.early.best,
+            best_step=self.early.best_step,
+            val_pairs=len(self.val),
+        )
+        self.last_eval = self.step
+        return v
+
+# %% ../nbs/19_train.ipynb #40c39f90
+def _start_run(cfg: TrainConfig, info, progress: bool) -> _Run:
+    "Data, model, optimizer, schedule and loss of a fresh run (a resume restores its state afterwards)."
     from hybrid_replication.loss import info_nce
 
-    cfg = (
-        config
-        if isinstance(config, TrainConfig)
-        else TrainConfig.load(config)
-        if isinstance(config, (str, Path))
-        else TrainConfig.from_dict(config)
-    )
-    info = init_distributed(cfg.device)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    out = Path(cfg.output_dir)
-    ckpt_path = out / "checkpoint.pt"
-    saved = load_checkpoint(ckpt_path) if resume and ckpt_path.exists() else None
-    if ckpt_path.exists() and not resume:
-        raise ValueError(
-            f"{out} already holds a run (checkpoint.pt): resume it (--resume) or choose another output_dir"
-        )
-    if saved is not None:
-        _check_resumable(saved["config"], cfg, ckpt_path)
-        _warn_thread_change(saved.get("torch_threads"), ckpt_path)
-    seed_everything(cfg.seed + info.rank)  # ranks draw different dropout masks, like different data
-
-    # data
     pairs, val, sampler, counts_data = training_data(cfg, rank=info.rank, world_size=info.world_size)
-    dropped = counts_data[
-        "pairs_dropped_for_hard_negatives"
-    ]  # pairs without k hard negatives cannot fill their rows of the loss
     total = cfg.max_steps or max(1, int(math.ceil(cfg.epochs * len(sampler))))
-
-    # model and optimisation
     encoder = build_encoder(cfg).to(info.device)
     # the frozen-trunk path: rank 0 runs the trunk on every text once, the other ranks read its cache
     trunk = frozen_trunk(encoder, cfg, pairs + val if info.is_main else (), progress and info.is_main)
     barrier()
     if trunk is not None:
         trunk.store.refresh()
-    featurize = trunk.features if trunk is not None else None
     counts = freeze(
         encoder, cfg.freeze_word_embeddings, trunk.n_frozen if trunk is not None else cfg.freeze_layers
     )
@@ -366,186 +417,201 @@ def train(config, resume: bool = False, progress: bool = True, stop_at_step: int
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         # find_unused_parameters: a pooler (or any layer the pooling skips) gets no gradient
-        model = DDP(
-            model,
-            device_ids=[info.local_rank] if info.device.startswith("cuda") else None,
-            find_unused_parameters=True,
-        )
+        device_ids = [info.local_rank] if info.device.startswith("cuda") else None
+        model = DDP(model, device_ids=device_ids, find_unused_parameters=True)
     optimizer = make_optimizer(encoder, cfg)
     warm = warmup_steps(cfg, total)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: linear_schedule(s, warm, total))
-    loss_fn = lambda q, p, h: info_nce(
-        q, p, h, temperature=cfg.temperature, symmetric=cfg.symmetric, gather=info.enabled
+    loss_options = dict(temperature=cfg.temperature, symmetric=cfg.symmetric)
+    return _Run(
+        cfg=cfg,
+        info=info,
+        pairs=pairs,
+        val=val,
+        sampler=sampler,
+        encoder=encoder,
+        model=model,
+        trunk=trunk,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        counts=counts,
+        dropped=counts_data["pairs_dropped_for_hard_negatives"],  # they cannot fill their rows of the loss
+        total=total,
+        loss_fn=lambda q, p, h: info_nce(q, p, h, gather=info.enabled, **loss_options),
+        val_loss_fn=lambda q, p, h: info_nce(q, p, h, **loss_options),
+        early=EarlyStopping(cfg.patience),
+        log=JsonlLog(Path(cfg.output_dir) / "log.jsonl", enabled=info.is_main),
     )
-    val_loss_fn = lambda q, p, h: info_nce(q, p, h, temperature=cfg.temperature, symmetric=cfg.symmetric)
-    early = EarlyStopping(cfg.patience)
-    step, elapsed0, t_start, evaluated_at_resume = 0, 0.0, time.perf_counter(), False
-    log = JsonlLog(out / "log.jsonl", enabled=info.is_main)
 
-    if saved is not None:
-        missing = [k for k, _ in encoder.named_parameters() if _.requires_grad and k not in saved["model"]]
-        if missing:
-            raise ValueError(f"{ckpt_path}: trainable parameters missing from the checkpoint: {missing[:5]}")
-        encoder.load_state_dict(saved["model"], strict=False)
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        sampler.load_state_dict(saved["sampler"])
-        early.load_state_dict(saved["early_stopping"])
-        step, elapsed0 = saved["step"], saved.get("elapsed", 0.0)
-        if len(saved["rng"]) != info.world_size:
-            raise ValueError(
-                f"{ckpt_path}: saved with {len(saved['rng'])} processes, resumed with {info.world_size}"
-            )
-        set_rng_state(saved["rng"][info.rank])
-        log.truncate_after(step)
-        evaluated_at_resume = any(
-            r.get("event") == "eval" and r.get("step") == step for r in JsonlLog.read(log.path)
+# %% ../nbs/19_train.ipynb #a83a898b
+def _restore(run: _Run, saved: dict, ckpt_path: Path) -> bool:
+    "Put a checkpoint's state back into `run`; returns whether the checkpoint's step was already validated."
+    trainable = [k for k, p in run.encoder.named_parameters() if p.requires_grad]
+    missing = [k for k in trainable if k not in saved["model"]]
+    if missing:
+        raise ValueError(f"{ckpt_path}: trainable parameters missing from the checkpoint: {missing[:5]}")
+    run.encoder.load_state_dict(saved["model"], strict=False)
+    run.optimizer.load_state_dict(saved["optimizer"])
+    run.scheduler.load_state_dict(saved["scheduler"])
+    run.sampler.load_state_dict(saved["sampler"])
+    run.early.load_state_dict(saved["early_stopping"])
+    run.step, run.elapsed0 = saved["step"], saved.get("elapsed", 0.0)
+    if len(saved["rng"]) != run.info.world_size:
+        raise ValueError(
+            f"{ckpt_path}: saved with {len(saved['rng'])} processes, resumed with {run.info.world_size}"
         )
+    set_rng_state(saved["rng"][run.info.rank])
+    run.log.truncate_after(run.step)
+    return any(r.get("event") == "eval" and r.get("step") == run.step for r in JsonlLog.read(run.log.path))
+
+# %% ../nbs/19_train.ipynb #9b03e841
+def _one_step(run: _Run, it, no_sync):
+    "Train on the next batch (a new epoch when the sampler is spent) and log it: (the iterator, loss, lr)."
+    try:
+        local = next(it)
+    except StopIteration:
+        it = iter(run.sampler)
+        local = next(it)
+    batch_pairs = [run.pairs[i] for i in local]
+    t0 = time.perf_counter()
+    step_stats = {}
+    try:
+        loss_v, gnorm, lr = train_step(
+            run.model,
+            run.encoder,
+            batch_pairs,
+            run.cfg,
+            run.loss_fn,
+            run.optimizer,
+            run.scheduler,
+            no_sync,
+            run.featurize,
+            step_stats,
+        )
+    except NonFiniteLoss as e:
+        kept = (
+            f"the checkpoint of step {run.last_saved} is kept"
+            if run.last_saved >= 0
+            else "no checkpoint was written"
+        )
+        raise NonFiniteLoss(
+            f"{run.out}: step {run.step + 1}: {e}; {kept} and no model was saved "
+            "(lower lr, set max_grad_norm, or check the data)"
+        ) from None
+    run.step += 1
+    loss_v = mean_over_ranks(loss_v)  # with gathered negatives, the mean over ranks is the global batch's loss
+    if run.step % run.cfg.log_every == 0 or run.step == run.total:
+        run.log.write(
+            step=run.step,
+            epoch=run.sampler.epoch,
+            loss=loss_v,
+            lr=lr,
+            grad_norm=gnorm,
+            **_batch_record(run.sampler.last_batch, batch_pairs),
+            step_time=round(time.perf_counter() - t0, 4),
+            tokens=step_stats.get("tokens"),
+            elapsed=round(run.elapsed(), 3),
+        )
+    return it, loss_v, lr
+
+# %% ../nbs/19_train.ipynb #398d21fe
+def _summary(run: _Run, stopped: str | None, finished: bool, signum) -> dict:
+    "What a run did, for `summary.json` and the caller."
+    recs = JsonlLog.read(run.log.path) if run.info.is_main else []
+    steps = [r for r in recs if "loss" in r]
+    trunk = run.trunk
+    return {
+        "steps": run.step,
+        "total_steps": run.total,
+        "stopped": stopped,
+        "finished": finished,
+        **({"signal": signum} if stopped == "signal" else {}),
+        "world_size": run.info.world_size,
+        "params": run.counts,
+        "frozen_trunk": None if trunk is None else {"n_frozen": trunk.n_frozen, "texts_computed": trunk.computed},
+        "train_pairs": len(run.pairs),
+        "pairs_dropped_for_hard_negatives": run.dropped,
+        "val_pairs": len(run.val),
+        "batches_per_epoch": len(run.sampler),
+        "first_loss": steps[0]["loss"] if steps else None,
+        "last_loss": steps[-1]["loss"] if steps else None,
+        "best_val_loss": None if run.early.best == math.inf else run.early.best,
+        "best_step": run.early.best_step,
+        "seconds": round(run.elapsed(), 2),
+        "mean_step_time": round(float(np.mean([r["step_time"] for r in steps])), 4) if steps else None,
+    }
+
+# %% ../nbs/19_train.ipynb #4099dab7
+def train(config, resume: bool = False, progress: bool = True, stop_at_step: int | None = None) -> dict:
+    """Fine-tune the encoder of `config` (a TrainConfig, dict or path). Writes under `output_dir`:
+    `config.yaml`, `log.jsonl`, `checkpoint.pt`, `summary.json` and the `final/` and `best/` encoders.
+    `resume=True` continues from `checkpoint.pt`. `stop_at_step` stops as SIGINT would (for tests).
+    Under `torchrun` every rank runs this; rank 0 writes the files."""
+    if isinstance(config, TrainConfig):
+        cfg = config
+    else:
+        cfg = TrainConfig.load(config) if isinstance(config, (str, Path)) else TrainConfig.from_dict(config)
+    info = init_distributed(cfg.device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out = Path(cfg.output_dir)
+    ckpt_path = out / "checkpoint.pt"
+    if ckpt_path.exists() and not resume:
+        raise ValueError(
+            f"{out} already holds a run (checkpoint.pt): resume it (--resume) or choose another output_dir"
+        )
+    saved = load_checkpoint(ckpt_path) if resume and ckpt_path.exists() else None
+    if saved is not None:
+        _check_resumable(saved["config"], cfg, ckpt_path)
+        _warn_thread_change(saved.get("torch_threads"), ckpt_path)
+    seed_everything(cfg.seed + info.rank)  # ranks draw different dropout masks, like different data
+    run = _start_run(cfg, info, progress)
+    if saved is not None:
+        if _restore(run, saved, ckpt_path):
+            run.last_eval = run.step
+        run.last_saved = run.step
     elif info.is_main:
         out.mkdir(parents=True, exist_ok=True)
         cfg.save(out / "config.yaml")
-        if (out / "log.jsonl").exists():
-            (out / "log.jsonl").unlink()
+        if run.log.path.exists():
+            run.log.path.unlink()
 
-    def checkpoint():
-        rngs = gather_objects(rng_state())  # every rank's generators, so each resumes its own stream
-        if info.is_main:
-            save_checkpoint(
-                ckpt_path,
-                {
-                    "step": step,
-                    "elapsed": elapsed0 + time.perf_counter() - t_start,
-                    "model": trainable_state(encoder),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "sampler": sampler.state_dict(),
-                    "early_stopping": early.state_dict(),
-                    "rng": rngs,
-                    "config": cfg.to_dict(),
-                    "torch_threads": torch.get_num_threads(),
-                },
-            )
-        barrier()
-
-    def evaluate():
-        v = validation_loss(encoder, val, cfg, val_loss_fn, featurize)
-        improved = early.update(v, step)
-        if improved and info.is_main and cfg.save_model:
-            _save_encoder_atomically(encoder, out / "best")
-        elif improved and info.is_main:  # no model folders: the best trainable weights, for a later evaluation
-            save_checkpoint(out / "best_trainable.pt", {"step": step, "model": trainable_state(encoder)})
-        log.write(
-            step=step,
-            event="eval",
-            val_loss=v,
-            best_val_loss=early.best,
-            best_step=early.best_step,
-            val_pairs=len(val),
-        )
-        return v
-
-    no_sync = model.no_sync if info.enabled else None
-    pbar = tqdm(
-        total=total,
-        initial=step,
+    no_sync = run.model.no_sync if info.enabled else None
+    bar = tqdm(
+        total=run.total,
+        initial=run.step,
         desc=f"train {cfg.sampler}",
-        disable=not (progress and info.is_main),
         dynamic_ncols=True,
+        disable=not (progress and info.is_main),
     )
     running = None
-    last_saved = step if saved else -1
-    stopped = "early_stopping" if early.stop else None  # resuming an early-stopped run: not one step more
-    last_eval = step if saved is not None and evaluated_at_resume else None
-    it = iter(sampler)
+    stopped = "early_stopping" if run.early.stop else None  # resuming an early-stopped run: not one step more
+    it = iter(run.sampler)
     with _StopOnSignal() as sig:
-        while step < total and not stopped:
-            try:
-                local = next(it)
-            except StopIteration:
-                it = iter(sampler)
-                local = next(it)
-            batch_pairs = [pairs[i] for i in local]
-            t0 = time.perf_counter()
-            step_stats = {}
-            try:
-                loss_v, gnorm, lr = train_step(
-                    model, encoder, batch_pairs, cfg, loss_fn, optimizer, scheduler, no_sync, featurize, step_stats
-                )
-            except NonFiniteLoss as e:
-                kept = (
-                    f"the checkpoint of step {last_saved} is kept"
-                    if last_saved >= 0
-                    else "no checkpoint was written"
-                )
-                raise NonFiniteLoss(
-                    f"{out}: step {step + 1}: {e}; {kept} and no model was saved "
-                    "(lower lr, set max_grad_norm, or check the data)"
-                ) from None
-            step += 1
-            loss_v = mean_over_ranks(
-                loss_v
-            )  # with gathered negatives, the mean over ranks is the global batch's loss
-            dt = time.perf_counter() - t0
+        while run.step < run.total and not stopped:
+            it, loss_v, lr = _one_step(run, it, no_sync)
             running = loss_v if running is None else 0.9 * running + 0.1 * loss_v
-            if step % cfg.log_every == 0 or step == total:
-                log.write(
-                    step=step,
-                    epoch=sampler.epoch,
-                    loss=loss_v,
-                    lr=lr,
-                    grad_norm=gnorm,
-                    **_batch_record(sampler.last_batch, batch_pairs),
-                    step_time=round(dt, 4),
-                    tokens=step_stats.get("tokens"),
-                    elapsed=round(elapsed0 + time.perf_counter() - t_start, 3),
-                )
-            pbar.update(1)
-            pbar.set_postfix(loss=f"{running:.4f}", lr=f"{lr:.2e}")
-            if cfg.eval_every and step % cfg.eval_every == 0:
-                evaluate()
-                last_eval = step
+            bar.update(1)
+            bar.set_postfix(loss=f"{running:.4f}", lr=f"{lr:.2e}")
+            if cfg.eval_every and run.step % cfg.eval_every == 0:
+                run.evaluate()
             if any_rank(sig.flag):
                 stopped = "signal"
-            elif step == stop_at_step:
+            elif run.step == stop_at_step:
                 stopped = "stop_at_step"
-            elif early.stop:
+            elif run.early.stop:
                 stopped = "early_stopping"
-            if stopped or (cfg.ckpt_every and step % cfg.ckpt_every == 0):
-                checkpoint()
-                last_saved = step
-            if stopped:
-                break
-    pbar.close()
+            if stopped or (cfg.ckpt_every and run.step % cfg.ckpt_every == 0):
+                run.checkpoint()
+    bar.close()
     finished = stopped in (None, "early_stopping")
-    if finished and cfg.eval_every and last_eval != step:
-        evaluate()
-        last_eval = step
-    if last_saved != step:
-        checkpoint()
+    if finished and cfg.eval_every and run.last_eval != run.step:
+        run.evaluate()
+    if run.last_saved != run.step:
+        run.checkpoint()
     if finished and info.is_main and cfg.save_model:
-        _save_encoder_atomically(encoder, out / "final")
-    recs = JsonlLog.read(out / "log.jsonl") if info.is_main else []
-    steps = [r for r in recs if "loss" in r]
-    summary = {
-        "steps": step,
-        "total_steps": total,
-        "stopped": stopped,
-        "finished": finished,
-        **({"signal": sig.signum} if stopped == "signal" else {}),
-        "world_size": info.world_size,
-        "params": counts,
-        "frozen_trunk": None if trunk is None else {"n_frozen": trunk.n_frozen, "texts_computed": trunk.computed},
-        "train_pairs": len(pairs),
-        "pairs_dropped_for_hard_negatives": dropped,
-        "val_pairs": len(val),
-        "batches_per_epoch": len(sampler),
-        "first_loss": steps[0]["loss"] if steps else None,
-        "last_loss": steps[-1]["loss"] if steps else None,
-        "best_val_loss": None if early.best == math.inf else early.best,
-        "best_step": early.best_step,
-        "seconds": round(elapsed0 + time.perf_counter() - t_start, 2),
-        "mean_step_time": round(float(np.mean([r["step_time"] for r in steps])), 4) if steps else None,
-    }
+        _save_encoder_atomically(run.encoder, out / "final")
+    summary = _summary(run, stopped, finished, sig.signum)
     if info.is_main:
         atomic_write_json(out / "summary.json", {**summary, "provenance": provenance(cfg.to_dict(), cfg.seed)})
     barrier()

@@ -110,7 +110,7 @@ def encoder_options(encoder) -> dict:
     )
     return {k: getattr(encoder, k) for k in keys if hasattr(encoder, k)}
 
-
+# %% ../nbs/24_embeddings.ipynb #dae2bf01
 def weights_fingerprint(encoder) -> str | None:
     "The encoder's `fingerprint()` (a hash of its weights and options), or None when it has none (then caches are keyed on its name and options only)."
     fp = getattr(encoder, "fingerprint", None)

@@ -581,7 +581,7 @@ SAMPLER_KINDS = tuple(_SAMPLERS)  # the names a config may give
 def _options_of(cls) -> set:
     import inspect
 
-    return set(inspect.signature(cls.__init__).parameters) - {"self", "pairs", "batch_size", "_index", "alpha"}
+    return set(inspect.signature(cls.__init__).parameters) - {"self", "pairs", "batch_size", "_index"}
 
 
 def sampler_options(kind: str, options: dict) -> dict:

@@ -155,19 +155,11 @@ def training_data(cfg: TrainConfig, rank: int = 0, world_size: int = 1):
             f"TrainConfig: no training pairs left ({n0} before dropping those with fewer than hard_negatives={k} hard negatives)"
         )
     multi = len({p.source for p in pairs}) > 1
-    skw = dict(
-        sampler_options(cfg.sampler, cfg.sampler_options),
-        **({"source_weighting": cfg.multi_source} if multi else {}),
-    )
+    options = sampler_options(cfg.sampler, {"alpha": cfg.alpha, **cfg.sampler_options})  # each kind takes its own
+    if multi:
+        options["source_weighting"] = cfg.multi_source
     sampler = make_sampler(
-        cfg.sampler,
-        pairs,
-        cfg.batch_size,
-        seed=cfg.seed,
-        rank=rank,
-        world_size=world_size,
-        **({"alpha": cfg.alpha} if cfg.sampler == "hybrid" else {}),
-        **skw,
+        cfg.sampler, pairs, cfg.batch_size, seed=cfg.seed, rank=rank, world_size=world_size, **options
     )
     info = {
         "pairs_dropped_for_hard_negatives": n0 - len(pairs),

@@ -10,9 +10,8 @@ import numpy as np
 import pandas as pd
 
 from .afriqa_eval import AFRIQA_MEASURES
-from .core import DataError
 from .experiment import load_cells, load_per_question
-from .core import read_json
+from .core import DataError, read_json
 
 # %% auto #0
 __all__ = ['STATISTICS', 'LABELS', 'SAMPLERS', 'CellMatrices', 'grid_bootstrap', 'headline_table', 'difference', 'seed_means',

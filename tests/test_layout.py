@@ -107,3 +107,43 @@ def test_lazy_imports_count(tmp_path):
     source = tmp_path / "m.py"
     source.write_text("def f():\n    from .train import train\n    import hybrid_replication.core\n")
     assert package_imports(source) == {"train", "core"}
+
+
+NOTEBOOKS = PACKAGE.parent / "nbs"
+
+
+def public_definitions_per_export_cell() -> list[tuple[str, list[str]]]:
+    "(notebook, public function and class names) of every `#| export` code cell of the library notebooks."
+    import json
+
+    out = []
+    for nb in sorted(NOTEBOOKS.glob("*.ipynb")):
+        for cell in json.loads(nb.read_text(encoding="utf-8"))["cells"]:
+            source = "".join(cell["source"])
+            if cell["cell_type"] != "code" or not source.startswith("#| export"):
+                continue
+            kinds = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+            names = [n.name for n in ast.parse(source).body if isinstance(n, kinds) and not n.name.startswith("_")]
+            out.append((nb.name, names))
+    return out
+
+
+def test_one_public_definition_per_export_cell():
+    "Private helpers may sit beside the one function they serve; two public definitions get two cells."
+    crowded = [(nb, names) for nb, names in public_definitions_per_export_cell() if len(names) > 1]
+    assert not crowded, crowded
+
+
+def long_line_share(limit: int = 120) -> float:
+    "The share of lines of the exported modules (nbdev's generated `_modidx.py` aside) longer than `limit`."
+    lines = [
+        line
+        for path in sorted(PACKAGE.glob("*.py"))
+        if path.name != "_modidx.py"
+        for line in path.read_text(encoding="utf-8").splitlines()
+    ]
+    return sum(len(line) > limit for line in lines) / len(lines)
+
+
+def test_few_long_lines():
+    assert long_line_share(120) < 0.02

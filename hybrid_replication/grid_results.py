@@ -12,10 +12,12 @@ import pandas as pd
 from .afriqa_eval import AFRIQA_MEASURES
 from .experiment import load_cells, load_per_question
 from .core import DataError, read_json
+from .stats import bootstrap_p, detectable_effect, seed_t_interval
 
 # %% auto #0
-__all__ = ['STATISTICS', 'LABELS', 'SAMPLERS', 'CellMatrices', 'grid_bootstrap', 'headline_table', 'difference', 'seed_means',
-           'pair_matrix_mean', 'difference_heatmap', 'sampler_groups', 'seeds_finished', 'afriqa_bootstrap']
+__all__ = ['STATISTICS', 'LABELS', 'SAMPLERS', 'CellMatrices', 'seed_picks', 'grid_bootstrap', 'headline_table', 'comparison',
+           'difference', 'seed_means', 'pair_matrix_mean', 'difference_heatmap', 'pair_ties', 'sampler_groups',
+           'seeds_finished', 'afriqa_bootstrap']
 
 # %% ../nbs/41_grid_results.ipynb #f7bf8979
 # name -> (table, value column, group column, rows, average): "macro" = mean over groups of group means,
@@ -85,6 +87,21 @@ class CellMatrices:
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.nanmean(total / np.where(weight > 0, weight, np.nan), axis=0)
 
+# %% ../nbs/41_grid_results.ipynb #715def6e
+def seed_picks(groups: dict[str, list[str]], n_boot: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Which cells each bootstrap draw takes, per group: [n_boot, cells] indices. Groups list their cells in seed
+    order, and cells that share a seed share the validation split and the data order, so groups with the same
+    number of cells draw the *same* indices (seeds resampled paired); a one-cell group (the untuned model) always
+    takes its cell."""
+    shared = {}
+    picks = {}
+    for g, cs in groups.items():
+        n = len(cs)
+        if n not in shared:
+            shared[n] = np.zeros((n_boot, 1), dtype=int) if n == 1 else rng.integers(0, n, size=(n_boot, n))
+        picks[g] = shared[n]
+    return picks
+
 # %% ../nbs/41_grid_results.ipynb #857718a4
 def grid_bootstrap(
     folder,
@@ -95,25 +112,34 @@ def grid_bootstrap(
     query_lang: str | None = None,
 ) -> dict:
     """For each group of cells (e.g. one sampler's seeds): the mean over its cells of every statistic, and
-    `n_boot` bootstrap draws that resample question ids (the same draw for every cell: paired) and, per
-    group independently, its cells; `query_lang` restricts every statistic to the questions asked in that language.
-    Returns {"estimate": {group: {stat: value}}, "draws": {group: {stat: array}}}."""
+    `n_boot` bootstrap draws that resample question ids (the same draw for every cell: paired) and seeds
+    (paired by seed across groups, `seed_picks`); `query_lang` restricts every statistic to the questions asked in that language.
+    Returns {"estimate": {group: {stat: value}}, "draws": {group: {stat: array}}, "cells": {group: {stat: the
+    per-cell values, in seed order}}, "question_draws": {group: {stat: draws over questions only, seeds fixed}}}."""
     rng = np.random.default_rng(seed)
     cells = {c: CellMatrices(folder, c, query_lang=query_lang) for cs in groups.values() for c in cs}
     qids = np.array(sorted(set().union(*(set(m.qids) for m in cells.values()))))
     for m in cells.values():
         m.qids = qids  # one question order for all cells (no matrix is built yet)
     counts = rng.multinomial(len(qids), np.full(len(qids), 1 / len(qids)), size=n_boot)
-    picks = {g: rng.integers(0, len(cs), size=(n_boot, len(cs))) for g, cs in groups.items()}
-    estimate, draws = {}, {}
+    picks = seed_picks(groups, n_boot, rng)
+    estimate, draws, per_cell, question_draws = {}, {}, {}, {}
     for g, cs in groups.items():
-        estimate[g], draws[g] = {}, {}
+        estimate[g], draws[g], per_cell[g], question_draws[g] = {}, {}, {}, {}
         for s in statistics:
             measured = np.array([cells[c].statistic(s)[0] for c in cs])
             per_draw = np.stack([cells[c].statistic(s, counts) for c in cs])  # [cells, B]
             estimate[g][s] = float(measured.mean())
             draws[g][s] = per_draw[picks[g], np.arange(n_boot)[:, None]].mean(1)
-    return {"estimate": estimate, "draws": draws, "n_boot": n_boot, "n_questions": len(qids)}
+            per_cell[g][s], question_draws[g][s] = measured, per_draw.mean(0)
+    return {
+        "estimate": estimate,
+        "draws": draws,
+        "cells": per_cell,
+        "question_draws": question_draws,
+        "n_boot": n_boot,
+        "n_questions": len(qids),
+    }
 
 # %% ../nbs/41_grid_results.ipynb #0444b099
 def _interval(draws: np.ndarray, level: float = 0.95) -> tuple[float, float]:
@@ -135,12 +161,77 @@ def headline_table(boot: dict, statistics=None, level: float = 0.95, digits: int
     return pd.DataFrame.from_dict(rows, orient="index")
 
 # %% ../nbs/41_grid_results.ipynb #7e4f0e51
-def difference(boot: dict, a: str, b: str, statistic: str, level: float = 0.95) -> dict:
-    "`a` minus `b` on one statistic: the estimate, its interval, and 'tie' when the interval contains 0."
-    est = boot["estimate"][a][statistic] - boot["estimate"][b][statistic]
-    lo, hi = _interval(boot["draws"][a][statistic] - boot["draws"][b][statistic], level)
-    verdict = "tie" if lo <= 0 <= hi else (f"{a} higher" if lo > 0 else f"{b} higher")
-    return {"a": a, "b": b, "statistic": statistic, "difference": est, "low": lo, "high": hi, "verdict": verdict}
+def comparison(
+    estimate: float,
+    seed_differences,
+    draws=None,
+    question_draws=None,
+    level: float = 0.95,
+    boundary: float = 0.0,
+    **labels,
+) -> dict:
+    """A difference (or any derived effect) with two intervals: the bootstrap over questions and seeds (`draws`,
+    -> `boot_low`/`boot_high`) and Student's t over the paired per-seed values (`seed_differences` ->
+    `seed_low`/`seed_high`). `low`/`high` are the more conservative of the two (their union), `p` the larger of
+    the two p-values against `boundary`, and 'tie' means that interval contains `boundary`. `detectable` is the
+    smallest effect the design detects with 80% power (`detectable_effect`, from the question error, i.e. the SD
+    of `question_draws`, and the seed SD). Without `draws` only the seed interval counts (and the question error
+    is unknown: 0)."""
+    seeds = seed_t_interval(seed_differences, level, boundary)
+    if draws is not None:
+        boot_low, boot_high = _interval(np.asarray(draws), level)
+        p_boot = bootstrap_p(draws, boundary)
+    else:
+        boot_low = boot_high = p_boot = np.nan
+    se_question = float(np.std(question_draws, ddof=1)) if question_draws is not None else 0.0
+    low, high = float(np.nanmin([boot_low, seeds["low"]])), float(np.nanmax([boot_high, seeds["high"]]))
+    verdict = "tie" if low <= boundary <= high else ("higher" if low > boundary else "lower")
+    return {
+        **labels,
+        "difference": float(estimate),
+        "low": low,
+        "high": high,
+        "boot_low": boot_low,
+        "boot_high": boot_high,
+        "seed_low": seeds["low"],
+        "seed_high": seeds["high"],
+        "p_boot": p_boot,
+        "p_seed": seeds["p"],
+        "p": float(np.nanmax([p_boot, seeds["p"]])),
+        "boundary": boundary,
+        "n_seeds": seeds["n"],
+        "sd_seed": seeds["sd"],
+        "se_question": se_question,
+        "detectable": detectable_effect(se_question, seeds["sd"], seeds["n"]),
+        "verdict": verdict,
+    }
+
+# %% ../nbs/41_grid_results.ipynb #8da30c3c
+def _seed_differences(boot: dict, a: str, b: str, statistic: str) -> np.ndarray:
+    "Per-seed differences a - b: paired by seed, or against a one-cell reference (the untuned model)."
+    va, vb = np.asarray(boot["cells"][a][statistic]), np.asarray(boot["cells"][b][statistic])
+    if len(va) == len(vb) or len(vb) == 1 or len(va) == 1:
+        return va - vb
+    raise ValueError(f"{a} has {len(va)} cells and {b} {len(vb)}: seeds cannot be paired")
+
+
+def difference(boot: dict, a: str, b: str, statistic: str, level: float = 0.95, boundary: float = 0.0) -> dict:
+    """`a` minus `b` on one statistic of a `grid_bootstrap`/`afriqa_bootstrap` result, as a `comparison`: the
+    question-and-seed bootstrap interval beside the paired seed-level t interval, the conservative union of the
+    two, p-values and the smallest detectable difference."""
+    out = comparison(
+        boot["estimate"][a][statistic] - boot["estimate"][b][statistic],
+        _seed_differences(boot, a, b, statistic),
+        boot["draws"][a][statistic] - boot["draws"][b][statistic],
+        boot["question_draws"][a][statistic] - boot["question_draws"][b][statistic],
+        level,
+        boundary,
+        a=a,
+        b=b,
+        statistic=statistic,
+    )
+    out["verdict"] = {"tie": "tie", "higher": f"{a} higher", "lower": f"{b} higher"}[out["verdict"]]
+    return out
 
 # %% ../nbs/41_grid_results.ipynb #670f5858
 def seed_means(folder, cells: list[str], key: str = "per_language") -> pd.DataFrame:
@@ -155,8 +246,12 @@ def pair_matrix_mean(folder, cells: list[str], metric: str = "map") -> pd.DataFr
     return sum(frames) / len(frames)
 
 # %% ../nbs/41_grid_results.ipynb #02e1db2d
-def difference_heatmap(diff: pd.DataFrame, ax=None, title: str = "", limit: float | None = None):
-    "A diverging heat-map of a difference of pair matrices (positive: the first is better)."
+def difference_heatmap(
+    diff: pd.DataFrame, ax=None, title: str = "", limit: float | None = None, ties: pd.DataFrame | None = None
+):
+    """A diverging heat-map of a difference of pair matrices (positive: the first is better). Give several panels
+    the same `limit` so that they share one colour scale; `ties` (booleans, same shape) marks with a grey dot the
+    cells whose interval contains 0."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
@@ -175,10 +270,31 @@ def difference_heatmap(diff: pd.DataFrame, ax=None, title: str = "", limit: floa
         annot_kws={"size": 6},
         cbar_kws={"label": "mAP difference"},
     )
+    if ties is not None:
+        rows, cols = np.nonzero(ties.reindex(index=diff.index, columns=diff.columns).fillna(False).to_numpy(bool))
+        ax.scatter(cols + 0.5, rows + 0.8, s=6, c="0.45", marker="o", label="interval contains 0")
     ax.set_xlabel("candidate language")
     ax.set_ylabel("query language")
     ax.set_title(title)
     return ax
+
+# %% ../nbs/41_grid_results.ipynb #88d0a5a4
+def pair_ties(
+    folder, cells_a: list[str], cells_b: list[str], metric: str = "map", level: float = 0.95
+) -> pd.DataFrame:
+    """Per language pair, whether the seed-level t interval of (a - b), paired by seed, contains 0 (True: a tie).
+    The per-pair question bootstrap is not run here: this marks the seed noise only."""
+    mats = [
+        pair_matrix_mean(folder, [ca]) - pair_matrix_mean(folder, [cb])
+        for ca, cb in zip(cells_a, cells_b, strict=True)
+    ]
+    stack = np.stack([m.to_numpy(dtype=float) for m in mats])  # [seeds, query, candidate]
+    n = len(mats)
+    from scipy import stats as sps
+
+    half = sps.t.ppf(0.5 + level / 2, n - 1) * stack.std(0, ddof=1) / np.sqrt(n)
+    mean = stack.mean(0)
+    return pd.DataFrame((mean - half <= 0) & (0 <= mean + half), index=mats[0].index, columns=mats[0].columns)
 
 # %% ../nbs/41_grid_results.ipynb #987321a4
 SAMPLERS = {"mono": "X-X-mono", "cross": "X-Y", "hybrid": "hybrid", "shuffled": "shuffled"}
@@ -209,7 +325,7 @@ def afriqa_bootstrap(
 ) -> dict:
     """`grid_bootstrap` for AfriQA cells: for each group of cells, the mean over its cells of each measure's macro
     average over languages (or of one language's mean, with `lang`), with `n_boot` paired draws over question
-    ids and, per group, over its cells. Returns {"estimate", "draws", "n_boot", "n_questions"}."""
+    ids and over seeds (`seed_picks`). Returns what `grid_bootstrap` returns."""
     rng = np.random.default_rng(seed)
     tables = {c: load_per_question(folder, c, "afriqa").set_index("qid") for cs in groups.values() for c in cs}
     first = next(iter(tables.values()))
@@ -226,14 +342,22 @@ def afriqa_bootstrap(
             per_lang = (weights * values) @ member / (weights @ member)
         return np.nanmean(per_lang, axis=-1)
 
-    picks = {g: rng.integers(0, len(cs), size=(n_boot, len(cs))) for g, cs in groups.items()}
-    estimate, draws = {}, {}
+    picks = seed_picks(groups, n_boot, rng)
+    estimate, draws, per_cell, question_draws = {}, {}, {}, {}
     for g, cs in groups.items():
-        estimate[g], draws[g] = {}, {}
+        estimate[g], draws[g], per_cell[g], question_draws[g] = {}, {}, {}, {}
         for m in measures:
             values = np.stack([tables[c].loc[qids, m].to_numpy(dtype=float) for c in cs])  # [cells, questions]
             measured = macro(values, np.ones(len(qids)))
             per_draw = np.stack([macro(v, counts) for v in values])  # [cells, draws]
             estimate[g][m] = float(measured.mean())
             draws[g][m] = per_draw[picks[g], np.arange(n_boot)[:, None]].mean(1)
-    return {"estimate": estimate, "draws": draws, "n_boot": n_boot, "n_questions": len(qids)}
+            per_cell[g][m], question_draws[g][m] = measured, per_draw.mean(0)
+    return {
+        "estimate": estimate,
+        "draws": draws,
+        "cells": per_cell,
+        "question_draws": question_draws,
+        "n_boot": n_boot,
+        "n_questions": len(qids),
+    }

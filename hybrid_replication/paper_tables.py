@@ -12,7 +12,7 @@ import pandas as pd
 from .core import DataError
 
 # %% auto #0
-__all__ = ['paper_dir', 'paper_table', 'paper_summary']
+__all__ = ['PAPER_SAMPLERS', 'paper_dir', 'paper_table', 'paper_summary', 'paper_difference']
 
 # %% ../nbs/26_paper_tables.ipynb #2d4b6f96
 def paper_dir() -> Path:
@@ -51,3 +51,17 @@ def paper_summary(dataset: str) -> pd.DataFrame:
     rd = rd[(rd.dataset.str.lower() == dataset.lower()) & (rd.query_lang == "mean")]
     t["rank_distance"] = rd.set_index(["model", "sampler"]).rank_distance
     return t[list(key.values()) + ["rank_distance"]]
+
+# %% ../nbs/26_paper_tables.ipynb #32e6139a
+PAPER_SAMPLERS = {"mono": "x-x-mono", "cross": "x-y", "hybrid": "hybrid"}
+
+
+def paper_difference(dataset: str, a: str, b: str, statistic: str) -> float | None:
+    """The paper's own difference a - b (our sampler names: 'hybrid', 'mono', 'cross') on one statistic of its
+    `paper_summary`, averaged over its two initialisers (XLM-R, LaBSE); None where the paper has no such row
+    (the shuffled sampler, the untuned model)."""
+    if a not in PAPER_SAMPLERS or b not in PAPER_SAMPLERS:
+        return None
+    table = paper_summary(dataset)[statistic]
+    per_model = [table[(m, PAPER_SAMPLERS[a])] - table[(m, PAPER_SAMPLERS[b])] for m in ("XLM-R", "LaBSE")]
+    return float(sum(per_model) / len(per_model))

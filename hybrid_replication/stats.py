@@ -10,7 +10,8 @@ import numpy as np
 
 # %% auto #0
 __all__ = ['macro_mean', 'bootstrap_distribution', 'Interval', 'bootstrap_ci', 'permutation_test', 'paired_bootstrap',
-           'paired_test', 'Comparison', 'compare']
+           'paired_test', 'Comparison', 'compare', 'seed_t_interval', 'detectable_effect', 'seeds_to_detect',
+           'holm_adjust', 'bootstrap_p']
 
 # %% ../nbs/21_stats.ipynb #d0c15eb5
 def _design(values, groups, strata):
@@ -200,3 +201,79 @@ def compare(
         + (f" ({better} better)" if word.startswith("significant") else "")
     )
     return Comparison(names[0], names[1], ma, mb, diff, p, alpha, text)
+
+# %% ../nbs/21_stats.ipynb #4c7a0d42
+def seed_t_interval(differences, level: float = 0.95, boundary: float = 0.0) -> dict:
+    """Student's t interval (n - 1 df) for the mean of paired per-seed differences, and the two-sided p-value of
+    'the mean equals `boundary`'. With one seed there is no interval (NaN) and p is NaN."""
+    from scipy import stats as sps
+
+    d = np.asarray(differences, dtype=np.float64)
+    if d.ndim != 1 or len(d) == 0 or not np.isfinite(d).all():
+        raise ValueError(f"seed_t_interval needs a non-empty 1-d array of finite differences, got {d!r}")
+    n, mean = len(d), float(d.mean())
+    if n < 2:
+        return dict(mean=mean, low=np.nan, high=np.nan, p=np.nan, sd=np.nan, n=n)
+    sd = float(d.std(ddof=1))
+    half = float(sps.t.ppf(0.5 + level / 2, n - 1)) * sd / np.sqrt(n)
+    if sd == 0:
+        p = 1.0 if mean == boundary else 0.0
+    else:
+        p = float(2 * sps.t.sf(abs(mean - boundary) / (sd / np.sqrt(n)), n - 1))
+    return dict(mean=mean, low=mean - half, high=mean + half, p=p, sd=sd, n=n)
+
+# %% ../nbs/21_stats.ipynb #98f1f837
+def detectable_effect(
+    se_question: float, sd_seed: float, n_seeds: int, alpha: float = 0.05, power: float = 0.8
+) -> float:
+    """The smallest true difference a design detects with probability `power` in a two-sided test at `alpha`:
+    (t_{1-alpha/2} + t_{power}) * sqrt(se_question^2 + sd_seed^2 / n), with n - 1 df (normal quantiles for
+    one seed). `se_question` is the question-sampling error of the difference (it does not shrink with more
+    seeds: every seed is scored on the same questions); `sd_seed` the SD of the per-seed differences."""
+    from scipy import stats as sps
+
+    if n_seeds < 1:
+        raise ValueError(f"n_seeds must be at least 1, got {n_seeds}")
+    quantile = sps.norm.ppf if n_seeds < 2 else (lambda q: sps.t.ppf(q, n_seeds - 1))
+    seed_var = 0.0 if not np.isfinite(sd_seed) else sd_seed**2 / n_seeds
+    return float((quantile(1 - alpha / 2) + quantile(power)) * np.sqrt(se_question**2 + seed_var))
+
+# %% ../nbs/21_stats.ipynb #9df7374e
+def seeds_to_detect(
+    effect: float,
+    se_question: float,
+    sd_seed: float,
+    alpha: float = 0.05,
+    power: float = 0.8,
+    max_seeds: int = 200,
+) -> int | None:
+    "The fewest seeds whose `detectable_effect` is at most `|effect|`; None when even `max_seeds` are not enough."
+    for n in range(2, max_seeds + 1):
+        if detectable_effect(se_question, sd_seed, n, alpha, power) <= abs(effect):
+            return n
+    return None
+
+# %% ../nbs/21_stats.ipynb #5ada8c40
+def holm_adjust(p_values) -> np.ndarray:
+    """Holm's step-down adjustment of a family of p-values: the adjusted p-value of the i-th smallest is
+    max over j <= i of min(1, (m - j + 1) p_(j)). Rejecting where adjusted p < alpha controls the family-wise error.
+    NaN p-values (no test) stay NaN and do not count towards m."""
+    p = np.asarray(p_values, dtype=np.float64)
+    out = np.full(p.shape, np.nan)
+    ok = ~np.isnan(p)
+    m = int(ok.sum())
+    if m == 0:
+        return out
+    order = np.argsort(p[ok])
+    stepped = np.minimum(1.0, (m - np.arange(m)) * p[ok][order])
+    adjusted = np.empty(m)
+    adjusted[order] = np.maximum.accumulate(stepped)
+    out[ok] = adjusted
+    return out
+
+# %% ../nbs/21_stats.ipynb #1eb18ed3
+def bootstrap_p(draws, boundary: float = 0.0) -> float:
+    "Two-sided bootstrap p-value of 'the statistic equals `boundary`': twice the smaller tail share, at least 1/B."
+    d = np.asarray(draws, dtype=np.float64)
+    tail = min(float(np.mean(d <= boundary)), float(np.mean(d >= boundary)))
+    return float(min(1.0, max(2 * tail, 1 / len(d))))

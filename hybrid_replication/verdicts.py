@@ -4,16 +4,18 @@
 
 # %% ../nbs/30_verdicts.ipynb #f5eee285
 from __future__ import annotations
-import os, re
+import math, os, re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, NamedTuple
 import pandas as pd
 from .core import atomic_write_json, read_json, provenance, jsonable
+from .stats import holm_adjust, seeds_to_detect
 
 # %% auto #0
-__all__ = ['CLAIMS', 'VERDICTS', 'Claim', 'get_claim', 'Outcome', 'check_outcome', 'Criterion', 'combine_outcomes', 'Verdict',
-           'project_root', 'verdict_dir', 'save_verdict', 'verdict_table', 'real_data']
+__all__ = ['CLAIMS', 'VERDICTS', 'TESTABLE', 'RULES_VERSION', 'Claim', 'get_claim', 'Outcome', 'check_outcome', 'Criterion',
+           'combine_outcomes', 'format_near', 'holm_family', 'decide', 'project_root', 'verdict_dir', 'first_rule',
+           'Verdict', 'save_verdict', 'verdict_table', 'verdict_summary', 'real_data']
 
 # %% ../nbs/30_verdicts.ipynb #1ad70e34
 @dataclass(frozen=True)
@@ -164,7 +166,8 @@ def get_claim(claim_id: str) -> Claim:
     return CLAIMS[cid]
 
 # %% ../nbs/30_verdicts.ipynb #1240502d
-VERDICTS = ("holds", "partly holds", "does not hold", "not testable here")
+VERDICTS = ("holds", "partly holds", "inconclusive", "does not hold", "not testable here")
+TESTABLE = ("holds", "partly holds", "inconclusive", "does not hold")
 
 
 class Outcome(NamedTuple):
@@ -173,10 +176,12 @@ class Outcome(NamedTuple):
     verdict: str
     reason: str
     command: str | None = None  # for 'not testable here': what would test it, and where
+    effects: tuple = ()  # for a statistical comparison: the effects behind the label (see `decide`)
 
 # %% ../nbs/30_verdicts.ipynb #90b95da6
 def check_outcome(out: Outcome, where: str = "criterion") -> Outcome:
-    "Reject an outcome that is not one of the four verdicts, has no reason, or is untestable without a command."
+    """Reject an outcome that is not one of the labels, has no reason, is untestable without a command, or is
+    inconclusive without the smallest effect its design could detect."""
     if not isinstance(out, Outcome):
         raise TypeError(f"{where} must return an Outcome, got {type(out).__name__}")
     if out.verdict not in VERDICTS:
@@ -185,6 +190,8 @@ def check_outcome(out: Outcome, where: str = "criterion") -> Outcome:
         raise ValueError(f"{where}: a verdict needs a reason")
     if out.verdict == "not testable here" and not (out.command or "").strip():
         raise ValueError(f"{where}: 'not testable here' needs the command that would test it")
+    if out.verdict == "inconclusive" and not any(e.get("detectable") is not None for e in out.effects):
+        raise ValueError(f"{where}: 'inconclusive' needs the smallest effect the design could detect (effects)")
     return out
 
 # %% ../nbs/30_verdicts.ipynb #3b769bfb
@@ -199,24 +206,128 @@ class Criterion:
         return check_outcome(self.rule(evidence), f"criterion {self.text!r}")
 
 # %% ../nbs/30_verdicts.ipynb #6939806a
+def _label_counts(labels) -> str:
+    "'2 holds, 1 inconclusive': the count of each label, in the order of VERDICTS."
+    return ", ".join(f"{labels.count(k)} {k}" for k in VERDICTS if labels.count(k))
+
+
 def combine_outcomes(parts: dict[str, Outcome]) -> Outcome:
-    "One outcome from several named parts: all hold -> holds, all fail -> does not hold, all untestable -> not testable here, else partly holds."
+    """One outcome from several named parts. Only testable parts count: all alike -> that label; a mix ->
+    partly holds, the reason starting with the count of each label. Untestable parts are listed last and never
+    change the label; all untestable -> not testable here."""
     if not parts:
         raise ValueError("combine_outcomes needs at least one part")
     for name, o in parts.items():
         check_outcome(o, f"part {name!r}")
-    kinds = {o.verdict for o in parts.values()}
-    reason = "; ".join(f"{name}: {o.verdict} ({o.reason})" for name, o in parts.items())
-    commands = "; ".join(f"{name}: {o.command}" for name, o in parts.items() if o.command)
-    if kinds == {"holds"}:
-        v = "holds"
-    elif kinds == {"does not hold"}:
-        v = "does not hold"
-    elif kinds == {"not testable here"}:
-        v = "not testable here"
+    testable = {n: o for n, o in parts.items() if o.verdict != "not testable here"}
+    untestable = {n: o for n, o in parts.items() if o.verdict == "not testable here"}
+    labels = [o.verdict for o in testable.values()]
+    kinds = set(labels)
+    if not testable:
+        label = "not testable here"
+    elif len(kinds) == 1:
+        label = labels[0]
     else:
-        v = "partly holds"
-    return Outcome(v, reason, commands or None)
+        label = "partly holds"
+    listed = [f"{n}: {o.verdict} ({o.reason})" for n, o in testable.items()]
+    listed += [f"not testable here: {n} ({o.reason})" for n, o in untestable.items()]
+    counts = _label_counts(labels) if testable else ""
+    reason = (f"{counts}; " if counts else "") + "; ".join(listed)
+    commands = "; ".join(f"{n}: {o.command}" for n, o in parts.items() if o.command)
+    effects = tuple(e for o in parts.values() for e in o.effects)
+    return Outcome(label, reason, commands or None, effects)
+
+# %% ../nbs/30_verdicts.ipynb #bcfd9d1e
+def format_near(x: float, boundary: float = 0.0, digits: int = 4, sign: bool = True) -> str:
+    """`x` with at least `digits` decimals, and more while the rounded value would sit on or across `boundary`
+    (a drop of .0197 beside a criterion of >= .02 prints as 0.0197, never 0.020)."""
+    if x is None or not math.isfinite(x):
+        return str(x)
+    spec = "+" if sign else ""
+    for d in range(digits, 12):
+        text = f"{x:{spec}.{d}f}"
+        rounded = float(text)
+        if x == boundary or (rounded - boundary) * (x - boundary) > 0:
+            return text
+    return f"{x:{spec}.12g}"
+
+# %% ../nbs/30_verdicts.ipynb #f2f9f5b0
+def holm_family(differences: list[dict]) -> list[dict]:
+    """Copies of a family of comparisons with `p_holm` (Holm-adjusted `p`) and `family` (its size) added."""
+    adjusted = holm_adjust([d["p"] for d in differences])
+    return [{**d, "p_holm": float(p), "family": len(differences)} for d, p in zip(differences, adjusted)]
+
+# %% ../nbs/30_verdicts.ipynb #2b97edf4
+def decide(
+    diff: dict, name: str, sign: int = 1, paper: float | None = None, alpha: float = 0.05, units: str = ""
+) -> Outcome:
+    """Label one comparison: `holds` when it is significant (Holm-adjusted p below `alpha` where `p_holm` is
+    given, and the conservative interval excludes the boundary) in the claimed direction (`sign` +1: the claim
+    says the difference is above the boundary, -1: below), `does not hold` when significant against it, else
+    `inconclusive` with the smallest detectable effect and, given the paper's difference, the seeds that
+    would detect it. `diff` is a `grid_results.difference` dict."""
+    if sign not in (1, -1):
+        raise ValueError(f"sign must be +1 or -1, got {sign!r}")
+    b = diff.get("boundary", 0.0)
+    est, low, high = diff["difference"], diff["low"], diff["high"]
+    p, family = diff.get("p_holm", diff["p"]), diff.get("family", 1)
+    significant = p < alpha and not (low <= b <= high)
+    toward = (est - b) * sign > 0
+    label = "inconclusive" if not significant else "holds" if toward else "does not hold"
+    effect = dict(
+        name=name,
+        effect=est,
+        low=low,
+        high=high,
+        boundary=b,
+        p=p,
+        family=family,
+        label=label,
+        detectable=diff["detectable"],
+        n_seeds=diff["n_seeds"],
+        paper=paper,
+    )
+    f = lambda x: format_near(x, b) + units
+    test = f"Holm p = {p:.2g} over {family}" if family > 1 else f"p = {p:.2g}"
+    text = f"{name} {f(est)} [{f(low)}, {f(high)}], {test}"
+    if label == "inconclusive":
+        text += f"; detectable (80% power, {diff['n_seeds']} seeds): {diff['detectable']:.4f}{units}"
+        if paper is not None:
+            need = seeds_to_detect(paper - b, diff["se_question"], diff["sd_seed"])
+            effect["seeds_for_paper"] = need
+            text += f"; paper {paper:+.4f}{units}, " + (
+                f"{need} seeds would detect it" if need else "too small for this evaluation set at any seed count"
+            )
+    return Outcome(label, text, effects=(effect,))
+
+# %% ../nbs/30_verdicts.ipynb #446568cb
+def project_root(start=None) -> Path:
+    "The nearest folder at or above `start` (default: the working directory) that holds `settings.ini`; else `start`."
+    start = Path(start or os.getcwd()).resolve()
+    for p in (start, *start.parents):
+        if (p / "settings.ini").exists():
+            return p
+    return start
+
+# %% ../nbs/30_verdicts.ipynb #b101f84e
+def verdict_dir(path=None) -> Path:
+    "Where verdict files live: `path` if given, else `results/verdicts` under the project root."
+    return Path(path) if path is not None else project_root() / "results" / "verdicts"
+
+# %% ../nbs/30_verdicts.ipynb #03be491a
+def first_rule(claim_id: str, path=None) -> dict | None:
+    """What the first rule (before `RULES_VERSION` 2) said of a claim: kept in its verdict file as `first_rule`,
+    or, in a file that the first rule wrote, that file's own label. None when there is no file."""
+    f = verdict_dir(path) / f"{claim_id}.json"
+    if not f.exists():
+        return None
+    saved = read_json(f)
+    if saved.get("first_rule"):
+        return saved["first_rule"]
+    if saved.get("rules", 1) == 1:
+        prov = saved.get("provenance") or {}
+        return {"verdict": saved["verdict"], "criterion": saved.get("criterion"), "commit": prov.get("git_commit")}
+    return None
 
 # %% ../nbs/30_verdicts.ipynb #ce50987e
 def _jsonable(x):
@@ -240,12 +351,26 @@ def _jsonable(x):
     return x
 
 
+def _paper_markdown(paper: dict, max_rows: int = 24) -> str:
+    "The paper's numbers as a markdown table: one row per key, one column per inner key (or one 'value' column)."
+    rows = {str(k): (v if isinstance(v, dict) else {"value": v}) for k, v in _jsonable(paper).items()}
+    columns = list(dict.fromkeys(c for r in rows.values() for c in r))
+    cell = lambda v: f"{v:.4f}" if isinstance(v, float) else str(v)
+    lines = ["| | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
+    lines += [f"| {k} | " + " | ".join(cell(r.get(c, "")) for c in columns) + " |" for k, r in rows.items()]
+    more = len(lines) - 2 - max_rows
+    return "\n".join(lines[: 2 + max_rows]) + (f"\n\n({more} more rows in the verdict file)" if more > 0 else "")
+
+
 def _is_empty(ev) -> bool:
     if ev is None:
         return True
     if isinstance(ev, pd.DataFrame):
         return ev.empty
     return len(ev) == 0
+
+
+RULES_VERSION = 2  # 1: any mix was 'partly holds'; 2: inconclusive, power, Holm, untestable parts listed
 
 
 @dataclass
@@ -261,6 +386,7 @@ class Verdict:
     verdict: str = field(init=False)
     reason: str = field(init=False)
     command: str | None = field(init=False)
+    effects: tuple = field(init=False)
 
     def __post_init__(self):
         if isinstance(self.claim, str):
@@ -270,7 +396,7 @@ class Verdict:
         if _is_empty(self.evidence):
             raise ValueError(f"{self.claim.id}: a verdict needs measured evidence; got {self.evidence!r}")
         ev = self.evidence if isinstance(self.evidence, dict) else {"table": self.evidence}
-        self.verdict, self.reason, self.command = self.criterion(ev)
+        self.verdict, self.reason, self.command, self.effects = self.criterion(ev)
 
     @property
     def on_real_data(self) -> bool:
@@ -289,39 +415,32 @@ class Verdict:
             verdict=self.verdict,
             reason=self.reason,
             command=self.command,
+            effects=_jsonable(list(self.effects)),
+            rules=RULES_VERSION,
             data=self.data,
             notes=self.notes,
         )
 
+    @property
+    def first_rule(self) -> dict | None:
+        "The label the first rule gave this claim, read from its committed verdict file (None if it has none)."
+        return first_rule(self.claim.id)
+
     def _repr_markdown_(self):
         s = f"**{self.claim.id}** — *{self.claim.text}*\n\n**Criterion:** {self.criterion.text}\n\n**Verdict: {self.verdict}** — {self.reason}"
+        first = self.first_rule
+        if first and first["verdict"] != self.verdict:
+            s += f"\n\n*The first rule (before December 2026) said:* {first['verdict']}"
         if self.command:
             s += f"\n\n**Would be tested by:** `{self.command}`"
         if self.paper:
-            import json
-
-            p = json.dumps(_jsonable(self.paper), ensure_ascii=False)
-            s += f"\n\n**The paper:** {p[:400] + ' ...' if len(p) > 400 else p}"
+            s += "\n\n**The paper:**\n\n" + _paper_markdown(self.paper)
         if not self.on_real_data:
             s += f"\n\n_Measured on the {self.data} data, not the paper's data sets: not a verdict on the claim._"
         return s
 
     def __repr__(self):
         return f"Verdict({self.claim.id}: {self.verdict} — {self.reason})"
-
-# %% ../nbs/30_verdicts.ipynb #446568cb
-def project_root(start=None) -> Path:
-    "The nearest folder at or above `start` (default: the working directory) that holds `settings.ini`; else `start`."
-    start = Path(start or os.getcwd()).resolve()
-    for p in (start, *start.parents):
-        if (p / "settings.ini").exists():
-            return p
-    return start
-
-# %% ../nbs/30_verdicts.ipynb #b101f84e
-def verdict_dir(path=None) -> Path:
-    "Where verdict files live: `path` if given, else `results/verdicts` under the project root."
-    return Path(path) if path is not None else project_root() / "results" / "verdicts"
 
 # %% ../nbs/30_verdicts.ipynb #fc43bb56
 def save_verdict(v: Verdict, path=None, config=None, **extra) -> Path | None:
@@ -335,7 +454,7 @@ def save_verdict(v: Verdict, path=None, config=None, **extra) -> Path | None:
             f"{v.claim.id}: under nbdev_test, so {out} was left as it is (hybrid-replication notebooks writes it)"
         )
         return None
-    body = jsonable(v.to_dict())
+    body = jsonable({**v.to_dict(), "first_rule": first_rule(v.claim.id, path)})
     # an unchanged verdict keeps its file (and the provenance of the run that first measured it),
     # so re-running the notebooks does not churn committed results
     if out.exists() and {k: x for k, x in read_json(out).items() if k != "provenance"} == body:
@@ -348,8 +467,9 @@ def _claim_order(cid: str):
     return (cid[:1] == "R", int(re.sub(r"\D", "", cid) or 0), cid)
 
 
-def verdict_table(path=None, include_missing: bool = False) -> pd.DataFrame:
-    "All verdicts under `path` (default `results/verdicts` at the project root) as a table, one row per claim."
+def verdict_table(path=None, include_missing: bool = False, effects: bool = False) -> pd.DataFrame:
+    """All verdicts under `path` (default `results/verdicts` at the project root) as a table, one row per claim,
+    with the first rule's label; `effects=True` adds the list of effects behind each label."""
     from hybrid_replication.data import DataError
 
     rows = {}
@@ -362,6 +482,7 @@ def verdict_table(path=None, include_missing: bool = False) -> pd.DataFrame:
         if j["verdict"] not in VERDICTS:
             raise DataError(f, field="verdict", problem=f"{j['verdict']!r} is not one of {VERDICTS}")
         prov = j.get("provenance") or {}
+        first = j.get("first_rule") or ({"verdict": j["verdict"]} if j.get("rules", 1) == 1 else {})
         rows[j["claim_id"]] = dict(
             id=j["claim_id"],
             claim=j.get("claim", ""),
@@ -370,15 +491,54 @@ def verdict_table(path=None, include_missing: bool = False) -> pd.DataFrame:
             data=j.get("data", ""),
             created=prov.get("created_utc", ""),
             commit=prov.get("git_commit", ""),
+            first_rule=first.get("verdict", ""),
+            effects=j.get("effects") or [],
         )
     if include_missing:
         for cid, c in CLAIMS.items():
             rows.setdefault(
                 cid,
-                dict(id=cid, claim=c.text, verdict="no verdict yet", reason="", data="", created="", commit=""),
+                dict(
+                    id=cid,
+                    claim=c.text,
+                    verdict="no verdict yet",
+                    reason="",
+                    data="",
+                    created="",
+                    commit="",
+                    first_rule="",
+                    effects=[],
+                ),
             )
-    cols = ["id", "claim", "verdict", "reason", "data", "created", "commit"]
+    cols = ["id", "claim", "verdict", "reason", "data", "created", "commit", "first_rule"] + (
+        ["effects"] if effects else []
+    )
     return pd.DataFrame([rows[k] for k in sorted(rows, key=_claim_order)], columns=cols)
+
+# %% ../nbs/30_verdicts.ipynb #bdd28e3f
+def _deciding_effect(label: str, effects: list) -> dict | None:
+    "The effect that shows a label: the first with that label, else (for a mix) the first of all."
+    same = [e for e in effects if e.get("label") == label]
+    return (same or effects or [None])[0]
+
+
+def verdict_summary(path=None) -> pd.DataFrame:
+    "One row per claim: label, first rule's label, deciding effect [95% interval], detectable effect, paper."
+    rows = []
+    for _, r in verdict_table(path, include_missing=True, effects=True).iterrows():
+        e = _deciding_effect(r.verdict, r.effects)
+        row = {"id": r.id, "label": r.verdict, "first rule": r.first_rule or "-"}
+        if e is None:
+            row.update({"deciding effect [95% interval]": "-", "detectable (80% power)": "-", "paper": "-"})
+        else:
+            b = e.get("boundary", 0.0)
+            row["deciding effect [95% interval]"] = (
+                f"{e['name']}: {format_near(e['effect'], b)} [{format_near(e['low'], b)}, {format_near(e['high'], b)}]"
+            )
+            row["detectable (80% power)"] = f"{e['detectable']:.4f}"
+            row["paper"] = "-" if e.get("paper") is None else f"{e['paper']:+.4f}"
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 # %% ../nbs/30_verdicts.ipynb #6b947d60
 def real_data(*names: str) -> Path | None:

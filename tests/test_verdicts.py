@@ -84,18 +84,27 @@ def test_unknown_claim():
 kinds = st.sampled_from(VERDICTS)
 
 
+def _part(i, v):
+    effects = ({"name": "e", "detectable": 0.02},) if v == "inconclusive" else ()
+    return Outcome(v, f"r{i}", "cmd" if v == "not testable here" else None, effects)
+
+
 @given(st.lists(kinds, min_size=1, max_size=6))
 def test_combine_outcomes_rule(vs):
-    parts = {f"p{i}": Outcome(v, f"r{i}", "cmd" if v == "not testable here" else None) for i, v in enumerate(vs)}
-    got = combine_outcomes(parts).verdict
-    if set(vs) == {"holds"}:
-        assert got == "holds"
-    elif set(vs) == {"does not hold"}:
-        assert got == "does not hold"
-    elif set(vs) == {"not testable here"}:
-        assert got == "not testable here"
+    "Only testable parts count: all alike -> that label, a mix -> partly holds; all untestable -> not testable here."
+    got = combine_outcomes({f"p{i}": _part(i, v) for i, v in enumerate(vs)})
+    testable = [v for v in vs if v != "not testable here"]
+    if not testable:
+        assert got.verdict == "not testable here"
+    elif len(set(testable)) == 1:
+        assert got.verdict == testable[0]
     else:
-        assert got == "partly holds"
+        assert got.verdict == "partly holds"
+        assert got.reason.split(";")[0] == ", ".join(
+            f"{testable.count(k)} {k}" for k in VERDICTS if testable.count(k)
+        )
+    if "does not hold" in vs and set(testable) == {"does not hold"}:
+        assert got.verdict == "does not hold"  # untestable parts never soften a failure
 
 
 def test_save_and_table_roundtrip(tmp_path):

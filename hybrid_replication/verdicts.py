@@ -517,17 +517,22 @@ def verdict_table(path=None, include_missing: bool = False, effects: bool = Fals
 
 # %% ../nbs/30_verdicts.ipynb #bdd28e3f
 def _deciding_effect(label: str, effects: list) -> dict | None:
-    "The effect that shows a label: the first with that label, else (for a mix) the first of all."
-    same = [e for e in effects if e.get("label") == label]
-    return (same or effects or [None])[0]
+    """The effect that shows a label: the first with that label; for a mix (`partly holds`) the first result
+    against the claim, else the first for it, else the first of all."""
+    wanted = ["does not hold", "holds"] if label == "partly holds" else [label]
+    for kind in wanted:
+        same = [e for e in effects if e.get("label") == kind]
+        if same:
+            return same[0]
+    return (effects or [None])[0]
 
 
 def verdict_summary(path=None) -> pd.DataFrame:
-    "One row per claim: label, first rule's label, deciding effect [95% interval], detectable effect, paper."
+    "One row per claim: its text, label, first rule's label, deciding effect [95% interval], detectable effect, paper."
     rows = []
     for _, r in verdict_table(path, include_missing=True, effects=True).iterrows():
         e = _deciding_effect(r.verdict, r.effects)
-        row = {"id": r.id, "label": r.verdict, "first rule": r.first_rule or "-"}
+        row = {"id": r.id, "claim": r.claim, "label": r.verdict, "first rule": r.first_rule or "-"}
         if e is None:
             row.update({"deciding effect [95% interval]": "-", "detectable (80% power)": "-", "paper": "-"})
         else:

@@ -231,3 +231,12 @@ def test_a_duplicate_key_in_a_data_file_exits_2(tmp_path, capsys):
         tmp_path, lambda text: text.replace('"answer_start": ', '"answer_start": 0, "answer_start": ', 1)
     )
     one_line_error(capsys, evaluate(tmp_path, folder), "en.json", "field 'answer_start'", "key given twice")
+
+
+@pytest.mark.parametrize("option, value", [("--n-boot", "0"), ("--seed", "-1")])
+def test_resampling_options_name_themselves(tmp_path, capsys, option, value):
+    # refused by the bootstrap, after the encoding's progress lines: the error is the one last line
+    argv = [a for a in evaluate(tmp_path, demo_folder(tmp_path)) if a not in ("--n-boot", "10")]
+    assert main([*map(str, argv), option, value]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and f"({option}): {value} must be" in err.strip().splitlines()[-1], err

@@ -4,18 +4,19 @@
 
 # %% ../nbs/17_config.ipynb #7902492a
 from __future__ import annotations
-import dataclasses, json, math, re
+import dataclasses, json, math, os, re
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 
 import yaml
 
-from .core import atomic_write_json, atomic_write_text, read_text
+from .core import atomic_write_json, atomic_write_text, parse_json, read_text
 from .data import DataError
+from .pairs import source_options
 from .sampling import SAMPLER_KINDS
 
 # %% auto #0
-__all__ = ['RESUMABLE_FIELDS', 'PRESETS', 'yaml_value', 'TrainConfig']
+__all__ = ['MAX_STEPS', 'MAX_EPOCHS', 'RESUMABLE_FIELDS', 'PRESETS', 'yaml_value', 'read_yaml_text', 'TrainConfig']
 
 # %% ../nbs/17_config.ipynb #43f33bd5
 class _YamlLoader(yaml.SafeLoader):
@@ -37,13 +38,29 @@ def yaml_value(text: str):
     "Parse a YAML value or document the way configs are read (`3e-5` is a float)."
     return yaml.load(text, Loader=_YamlLoader)
 
+# %% ../nbs/17_config.ipynb #bf2d5a19
+def read_yaml_text(text: str, path="<string>"):
+    "`yaml_value(text)`; a syntax error is a one-line `DataError` naming `path`, the line and column, and the problem."
+    try:
+        return yaml_value(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        record = f"line {mark.line + 1} column {mark.column + 1}" if mark else None
+        problem = " ".join(str(getattr(e, "problem", None) or e).split())
+        raise DataError(path, record, "file", f"not valid YAML: {problem}") from None
+
 # %% ../nbs/17_config.ipynb #a857dfa7
 _DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
-_INT, _NOT_NEGATIVE_INT = dict(integer=True), dict(integer=True, low=0)
+_NOT_NEGATIVE_INT = dict(integer=True, low=0)
+# settings that cannot train are refused with the reason
+MAX_STEPS, MAX_EPOCHS = 10**8, 10_000  # a plan beyond these never ends on any machine: refused at once
+_TOO_LONG = f"a plan of more than {MAX_STEPS:,} steps or {MAX_EPOCHS:,} epochs never ends; set max_steps"
+_TOO_SHORT = "below 3 the start and end tokens leave no room for text: every input alike, a constant loss"
+_TEMPERATURE = "below 0.001 the loss explodes (logits up to 1/temperature); above 100 every logit is near 0, the loss constant"
 # field: how its value is checked (`_check_number`); every number must also be finite
 _NUMBER_RULES = {
-    "max_query_length": dict(integer=True, low=1),
-    "max_passage_length": dict(integer=True, low=1),
+    "max_query_length": dict(integer=True, low=3, why=_TOO_SHORT),
+    "max_passage_length": dict(integer=True, low=3, why=_TOO_SHORT),
     "dropout": dict(low=0, high=1, high_open=True, optional=True),
     "freeze_layers": _NOT_NEGATIVE_INT,
     "trainable_layers": dict(integer=True, low=1, optional=True),
@@ -52,16 +69,16 @@ _NUMBER_RULES = {
     "alpha": dict(low=0, high=1),
     "batch_size": dict(integer=True, low=2, why="in-batch negatives need at least 2"),
     "hard_negatives": _NOT_NEGATIVE_INT,
-    "temperature": dict(low=0, low_open=True, optional=True),
+    "temperature": dict(low=1e-3, high=100, optional=True, why=_TEMPERATURE),
     "lr": dict(low=0, low_open=True),
     "weight_decay": dict(low=0),
     "warmup_ratio": dict(low=0, high=1),
     "warmup_steps": _NOT_NEGATIVE_INT,
-    "max_steps": dict(integer=True, low=1, optional=True),
-    "epochs": dict(low=0, low_open=True),
+    "max_steps": dict(integer=True, low=1, high=MAX_STEPS, optional=True, why=_TOO_LONG),
+    "epochs": dict(low=0, low_open=True, high=MAX_EPOCHS, why=_TOO_LONG),
     "max_grad_norm": dict(low=0, low_open=True, optional=True),
     "grad_cache_chunk": _NOT_NEGATIVE_INT,
-    "seed": _INT,
+    "seed": dict(integer=True, low=0, high=2**32 - 1, why="NumPy takes seeds in [0, 2**32 - 1]"),
     "threads": dict(integer=True, low=1, optional=True),
     "eval_every": _NOT_NEGATIVE_INT,
     "ckpt_every": _NOT_NEGATIVE_INT,
@@ -88,6 +105,56 @@ def _check_number(
         bad(f"must be {'>' if low_open else '>='} {low}")
     if high is not None and (value >= high if high_open else value > high):
         bad(f"must be {'<' if high_open else '<='} {high}")
+
+# %% ../nbs/17_config.ipynb #df0a7f09
+_BOOL_FIELDS = ("freeze_word_embeddings", "symmetric", "save_model")
+# text field: (may be null, may be empty)
+_TEXT_FIELDS = {
+    "model": (False, False),
+    "pooling": (True, False),
+    "query_prefix": (False, True),
+    "passage_prefix": (False, True),
+    "data_dir": (True, False),
+    "val_lang": (True, False),
+    "output_dir": (False, False),
+}
+
+
+def _check_types(cfg):
+    "Booleans are booleans, text is text (the model and output folder not empty), options are mappings."
+
+    def bad(name, problem):
+        raise ValueError(f"TrainConfig field {name!r}: {problem}")
+
+    for name in _BOOL_FIELDS:
+        if not isinstance(value := getattr(cfg, name), bool):
+            bad(name, f"{value!r} is not a boolean (write true or false, unquoted)")
+    for name, (nullable, empty_ok) in _TEXT_FIELDS.items():
+        value = getattr(cfg, name)
+        if value is None and nullable:
+            continue
+        if not isinstance(value, str):
+            bad(name, f"{value!r} is not text{' or null' if nullable else ''}")
+        if not empty_ok and not value.strip():
+            bad(name, "is empty")
+    if not isinstance(cfg.sampler_options, dict):
+        bad("sampler_options", f"{cfg.sampler_options!r} is not a mapping")
+    if cfg.val_source is not None and not (isinstance(cfg.val_source, dict) and cfg.val_source.get("name")):
+        bad("val_source", f"{cfg.val_source!r} is not a mapping with a 'name'")
+
+# %% ../nbs/17_config.ipynb #0b7e75d2
+def _check_sources(cfg):
+    "Every `sources` entry (and `val_source`) holds only options its pair builder takes."
+    entries = [(f"sources[{i}]", s) for i, s in enumerate(cfg.sources)]
+    entries += [("val_source", cfg.val_source)] if cfg.val_source else []
+    for where, spec in entries:
+        known = source_options(spec["name"])
+        unknown = sorted(str(k) for k in set(spec) - known)
+        if unknown:
+            raise ValueError(
+                f"TrainConfig field '{where}.{unknown[0]}': not an option of source {spec['name']!r}; "
+                f"known: {', '.join(sorted(known))}"
+            )
 
 # %% ../nbs/17_config.ipynb #531901ad
 # fields a resumed run may change; every other field must match the checkpoint
@@ -165,11 +232,15 @@ class TrainConfig:
     output_dir: str = "runs/train"
 
     def __post_init__(self):
+        for name in ("model", "data_dir", "output_dir"):  # a Path from Python code is kept as its text
+            if isinstance(getattr(self, name), os.PathLike):
+                setattr(self, name, os.fspath(getattr(self, name)))
         self.validate()
 
     def validate(self):
         for name, rule in _NUMBER_RULES.items():
             _check_number(name, getattr(self, name), **rule)
+        _check_types(self)
 
         def bad(f, problem):
             raise ValueError(f"TrainConfig field {f!r}: {problem}")
@@ -182,8 +253,18 @@ class TrainConfig:
             bad("multi_source", f"{self.multi_source!r} is not 'size' or 'round_robin'")
         if not isinstance(self.device, str) or not _DEVICE.fullmatch(self.device):
             bad("device", f"{self.device!r} is not auto, cpu, cuda, cuda:N or mps")
-        if not self.sources or not all(isinstance(s, dict) and s.get("name") for s in self.sources):
+        if not isinstance(self.sources, list) or not self.sources:
             bad("sources", "needs a list of dicts, each with a 'name'")
+        if not all(isinstance(s, dict) and isinstance(s.get("name"), str) and s["name"] for s in self.sources):
+            bad("sources", "needs a list of dicts, each with a 'name'")
+        _check_sources(self)
+        if self.sampler != "hybrid" and self.alpha != 0.5:  # 0.5, the default, is what every saved config holds
+            bad("alpha", f"{self.alpha} applies only to sampler 'hybrid', not {self.sampler!r}: remove it")
+        if self.max_steps and self.warmup_steps > self.max_steps:
+            bad(
+                "warmup_steps",
+                f"{self.warmup_steps} is longer than the run (max_steps {self.max_steps}): lr never peaks",
+            )
         if self.trainable_layers is not None and self.freeze_layers:
             bad("trainable_layers", "give trainable_layers or freeze_layers, not both")
         if self.patience and not self.eval_every:
@@ -224,14 +305,10 @@ class TrainConfig:
 
     @classmethod
     def load(cls, path) -> "TrainConfig":
+        "Read a YAML (.yaml/.yml) or JSON config file; a problem is one `DataError` naming the file (and line)."
         path = Path(path)
         text = read_text(path, missing="config file not found")
-        try:
-            d = yaml_value(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
-        except Exception as e:
-            raise DataError(
-                path, problem=f"not valid {'YAML' if path.suffix in ('.yaml', '.yml') else 'JSON'}: {e}"
-            ) from None
+        d = read_yaml_text(text, path) if path.suffix in (".yaml", ".yml") else parse_json(text, path)
         if not isinstance(d, dict):
             raise DataError(path, problem="a config must be a mapping of field: value")
         return cls.from_dict(d, where=str(path))
@@ -243,7 +320,12 @@ class TrainConfig:
             if "=" not in a:
                 raise ValueError(f"--set expects key=value, got {a!r}")
             k, v = a.split("=", 1)
-            d[k.strip()] = yaml_value(v)
+            if k.strip() == "preset":
+                raise ValueError(
+                    f"--set {a}: a preset is where a config starts, not an override; "
+                    "use --preset NAME or `preset:` in the config file"
+                )
+            d[k.strip()] = read_yaml_text(v, f"--set {k.strip()}")
         return type(self).from_dict(d, where="--set")
 
     @classmethod

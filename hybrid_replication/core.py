@@ -4,14 +4,14 @@
 
 # %% ../nbs/00_core.ipynb #b0dfb039
 from __future__ import annotations
-import glob, json, math, os, platform, re, signal, socket, stat, subprocess, sys, tempfile, threading, time
+import errno, glob, json, math, os, platform, re, signal, socket, stat, subprocess, sys, tempfile, threading, time
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
 # %% auto #0
 __all__ = ['CODE_PATHS', 'DataError', 'atomic_path', 'atomic_write_text', 'atomic_write_json', 'jsonable', 'read_text',
            'parse_json', 'read_json', 'atomic_write_csv_gz', 'table_path', 'write_result_set', 'read_result_table',
-           'cache_dir', 'git_commit', 'machine_info', 'provenance', 'Terminated', 'run_command']
+           'cache_dir', 'git_commit', 'machine_info', 'portable_paths', 'provenance', 'Terminated', 'run_command']
 
 # %% ../nbs/00_core.ipynb #cc8eb778
 class DataError(ValueError):
@@ -62,10 +62,23 @@ def atomic_path(path: str | os.PathLike):
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.remove(tmp)
+        if _disk_full(e):
+            raise DataError(path, field="file", problem=_no_space(path.parent)) from None
         raise
+
+# %% ../nbs/00_core.ipynb #8173bf2c
+def _disk_full(e: BaseException) -> bool:
+    "A write failed for want of space: ENOSPC or EDQUOT, or torch's zip writer saying `file write failed`."
+    if isinstance(e, OSError):
+        return e.errno in (errno.ENOSPC, errno.EDQUOT)
+    return isinstance(e, RuntimeError) and ("file write failed" in str(e) or "inline_container" in str(e))
+
+
+def _no_space(folder) -> str:
+    return f"no space left on {folder} (the write failed and was undone): free some space and re-run"
 
 # %% ../nbs/00_core.ipynb #0d6e4a38
 def atomic_write_text(path, text: str) -> Path:
@@ -146,16 +159,37 @@ def _lone_surrogate_line(text: str) -> int | None:
     return None
 
 
+class _DuplicateKey(Exception):
+    "A JSON object names one key twice (json.loads would keep the last value silently)."
+
+
+def _unique_keys(pairs: list) -> dict:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen = set()
+        raise _DuplicateKey(next(k for k, _ in pairs if k in seen or seen.add(k)))
+    return obj
+
+
 def parse_json(text: str, path="<string>"):
-    """JSON text as Python objects. Malformed JSON, nesting too deep to parse, and escaped lone surrogates
-    (text no UTF-8 file can hold) are a `DataError` naming `path` and the line."""
+    """JSON text as Python objects. Malformed JSON, nesting too deep to parse, a key given twice in one object
+    (JSON readers keep the last value silently), an integer too long to convert (over 4,300 digits) and escaped
+    lone surrogates (text no UTF-8 file can hold) are a `DataError` naming `path` and the line or key."""
 
     try:
-        obj = json.loads(text)
+        obj = json.loads(text, object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as e:
         raise DataError(path, f"line {e.lineno} column {e.colno}", "file", f"malformed JSON: {e.msg}") from None
+    except _DuplicateKey as e:
+        raise DataError(
+            path, field=e.args[0], problem="key given twice in one object (which value is meant?)"
+        ) from None
     except RecursionError:
         raise DataError(path, field="file", problem="JSON nested too deeply to read") from None
+    except ValueError:  # Python refuses to convert integers of more than 4,300 digits
+        raise DataError(
+            path, field="file", problem="a number too long to read (an integer of over 4,300 digits)"
+        ) from None
     if re.search(r"\\u[dD][89a-fA-F]", text) and (line := _lone_surrogate_line(text)):
         raise DataError(path, f"line {line}", "file", "a \\u escape is half a surrogate pair, not a character")
     return obj
@@ -268,19 +302,45 @@ def machine_info() -> dict:
         pass
     return info
 
+# %% ../nbs/00_core.ipynb #8c7b6006
+def _checkout_root() -> Path:
+    import hybrid_replication
+
+    return Path(hybrid_replication.__file__).resolve().parent.parent
+
+
+def portable_paths(obj, root=None):
+    """`obj` with every string that holds an absolute path under `root` (default: this checkout) made relative to
+    it, and one under the home folder starting with `~`; the same inside commands (`evaluate --out /abs/r.json`)."""
+    root = str(Path(root or _checkout_root()).resolve())
+    home = str(Path.home())
+
+    def fix(s: str) -> str:
+        s = re.sub(rf"{re.escape(root)}(?:/+|(?=[\s'\"]|$))", "", s)
+        return re.sub(rf"{re.escape(home)}(?=/|[\s'\"]|$)", "~", s) if home not in ("/", "") else s
+
+    if isinstance(obj, str):
+        return fix(obj) or "."
+    if isinstance(obj, dict):
+        return {k: portable_paths(v, root) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [portable_paths(v, root) for v in obj]
+    return obj
+
 # %% ../nbs/00_core.ipynb #94ec8183
 def provenance(config=None, seed=None, **extra) -> dict:
-    "The provenance block of a result file: git commit, config, seed, time, machine, and anything else given."
+    """The provenance block of a result file: git commit, config, seed, time, machine, and anything else given.
+    Paths in the config and the extras are written relative to the checkout (`portable_paths`)."""
     from hybrid_replication import __version__
 
     return dict(
         package_version=__version__,
         git_commit=git_commit(),
-        config=config,
+        config=portable_paths(config),
         seed=seed,
         created_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         machine=machine_info(),
-        **extra,
+        **portable_paths(extra),
     )
 
 # %% ../nbs/00_core.ipynb #d96f0a35
@@ -293,11 +353,19 @@ def _raise_terminated(signum, frame):
 
 
 def _is_input_error(e: BaseException) -> bool:
-    "Bad input, not a bug: our `DataError`, values refused by validation, file-system errors, undecodable text."
-    return isinstance(e, (ValueError, OSError, RecursionError)) or type(e).__module__.startswith("yaml")
+    """Bad input, not a bug: our `DataError`, values refused by validation, file-system errors (a full disk
+    included), undecodable text."""
+    return (
+        isinstance(e, (ValueError, OSError, RecursionError))
+        or type(e).__module__.startswith("yaml")
+        or _disk_full(e)
+    )
 
 
 def _one_line(e: BaseException) -> str:
+    if _disk_full(e) and not isinstance(e, DataError):  # a writer outside `atomic_path`: name what we know
+        where = getattr(e, "filename", None)
+        return _no_space(Path(where).parent if where else "the disk being written")
     return " ".join(str(e).split()) or type(e).__name__
 
 

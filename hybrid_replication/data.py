@@ -400,6 +400,22 @@ def _check_spans(path, rec: str, para: dict, ctx: str) -> list[tuple[int, int]]:
             )
     return spans
 
+# %% ../nbs/01_data.ipynb #94fc457d
+def _answer_match(text: str, ctx: str, start: int) -> str | None:
+    "How an answer's `text` matches the context at `start`: 'exact', 'near' (the `sentences` tolerance) or None."
+    cut = ctx[start : start + len(text)]
+    if cut == text or cut.strip() == text.strip():
+        return "exact"
+    return "near" if SequenceMatcher(None, text.strip(), cut.strip()).ratio() >= 0.9 else None
+
+
+def _check_answer(path, rec: str, ans: dict, ctx: str, start: int):
+    "The answer's `text` is the context at its `answer_start`, within the tolerance of `sentences`."
+    text = _get(ans, "text", str, path, rec)
+    if _answer_match(text, ctx, start) is None:
+        cut = ctx[start : start + len(text)]
+        raise DataError(path, rec, "text", f"{text!r} is not the context at answer_start {start} ({cut!r})")
+
 # %% ../nbs/01_data.ipynb #b1d164f5
 def read_lareqa_file(path, lang: str | None = None):
     "Parse one LAReQA JSON file: (questions, candidates, relevant-in-this-file), every field checked."
@@ -430,6 +446,7 @@ def read_lareqa_file(path, lang: str | None = None):
                             "answer_start",
                             f"answer start {st} lies outside every sentence span",
                         )
+                    _check_answer(path, f"{qrec}.answers[{ni}]", ans, ctx, st)
                     hits.update(hit)
                 if qid in seen:
                     first_rec, first_text = seen[qid]
@@ -502,6 +519,9 @@ def load_lareqa(name_or_path, langs=None, data_dir=None) -> RetrievalSet:
         candidates += c
         for qid, cids in r.items():
             relevant.setdefault(qid, set()).update(cids)
+    if not questions:  # nothing to ask: every metric would divide by zero
+        where = files[next(iter(files))] if len(files) == 1 else lareqa_dir(name_or_path, data_dir)
+        raise DataError(where, field="qas", problem="no questions: every paragraph's qas list is empty")
     return RetrievalSet(name, questions, candidates, relevant)
 
 # %% ../nbs/01_data.ipynb #68fe5af2

@@ -31,6 +31,20 @@ class DistInfo:
     def is_main(self) -> bool:
         return self.rank == 0
 
+# %% ../nbs/15_distributed.ipynb #ee73b1dc
+def _check_device(device: str):
+    "A device this machine has; anything else is a `ValueError` naming the config field (bad input, exit 2)."
+    n_cuda = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if device.startswith("cuda") and not n_cuda:
+        raise ValueError(f"TrainConfig field 'device': {device!r} but no CUDA device is visible (use auto or cpu)")
+    if device.startswith("cuda:") and int(device.split(":", 1)[1]) >= n_cuda:
+        raise ValueError(
+            f"TrainConfig field 'device': {device!r} but this machine has {n_cuda} CUDA device(s), "
+            f"cuda:0 to cuda:{n_cuda - 1}"
+        )
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("TrainConfig field 'device': 'mps' but this machine has no Apple GPU (use auto or cpu)")
+
 # %% ../nbs/15_distributed.ipynb #9051747a
 def init_distributed(device: str = "auto", backend: str | None = None) -> DistInfo:
     """Read the torchrun environment; with more than one process, join the process group (nccl
@@ -40,9 +54,8 @@ def init_distributed(device: str = "auto", backend: str | None = None) -> DistIn
     local = int(os.environ.get("LOCAL_RANK", "0"))
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
+    _check_device(device)
     if device == "cuda":
-        if not torch.cuda.is_available():
-            raise RuntimeError("device='cuda' but no CUDA device is visible")
         torch.cuda.set_device(local)
         device = f"cuda:{local}"
     owns = world > 1 and not dist.is_initialized()

@@ -22,7 +22,7 @@ from .core import parse_json, read_text
 
 # %% auto #0
 __all__ = ['AFRIQA_LANGS', 'AFRIQA_PIVOT', 'MINTAKA_LANGS', 'NTREX_PREFERRED', 'lareqa_pairs', 'read_jsonl', 'afriqa_pairs',
-           'afriqa_inventory', 'mintaka_pairs', 'ntrex_languages', 'ntrex_pairs', 'ntrex_inventory']
+           'afriqa_inventory', 'mintaka_pairs', 'ntrex_languages', 'ntrex_pairs', 'ntrex_inventory', 'source_options']
 
 # %% ../nbs/02_pairs.ipynb #24e88a58
 def _passage(sentence: str, context: str, with_context: bool) -> str:
@@ -347,3 +347,14 @@ def ntrex_inventory(data_dir=None):
             )
         )
     return pd.DataFrame(rows).set_index("file_code")
+
+# %% ../nbs/02_pairs.ipynb #23b3f325
+def source_options(name: str) -> set[str]:
+    """The keys a `sources` entry named `name` may hold: `name`, `label` and the options of its pair builder
+    (`{name}_pairs` here; any other name is a LAReQA-format set or folder: `langs` and `lareqa_pairs`'s options)."""
+    import inspect
+
+    fn = globals().get(f"{str(name).replace('-', '_').lower()}_pairs")
+    if fn is None or fn is lareqa_pairs:
+        return {"name", "label", "langs"} | set(inspect.signature(lareqa_pairs).parameters) - {"rs"}
+    return {"name", "label"} | set(inspect.signature(fn).parameters)

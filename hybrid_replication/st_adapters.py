@@ -23,8 +23,8 @@ except ImportError:
     from sentence_transformers.evaluation import SentenceEvaluator
 
 # %% auto #0
-__all__ = ['METADATA_COLUMNS', 'pairs_from_columns', 'pairs_to_dataset', 'LanguageBatchSampler', 'batch_sampler', 'DropColumns',
-           'HybridTrainer', 'LareqaEvaluator']
+__all__ = ['METADATA_COLUMNS', 'pairs_from_columns', 'pairs_to_dataset', 'LanguageBatchSampler', 'SamplerFactory',
+           'batch_sampler', 'DropColumns', 'HybridTrainer', 'LareqaEvaluator']
 
 # %% ../nbs/28_st_adapters.ipynb #08e1e61a
 METADATA_COLUMNS = ("qid", "query_lang", "passage_lang")
@@ -126,10 +126,14 @@ class LanguageBatchSampler(DefaultBatchSampler):
         return len(self.sampler)
 
 # %% ../nbs/28_st_adapters.ipynb #b098a766
-def batch_sampler(kind: str = "hybrid", columns: dict | None = None, **options):
-    "A factory for `SentenceTransformerTrainingArguments(batch_sampler=...)` that makes `LanguageBatchSampler`s."
+class SamplerFactory:
+    "Makes `LanguageBatchSampler`s for the trainer; a module-level class, so that the trainer can pickle its arguments."
 
-    def make(dataset, batch_size, drop_last=False, valid_label_columns=None, generator=None, seed=0):
+    def __init__(self, kind: str = "hybrid", columns: dict | None = None, **options):
+        self.kind, self.columns, self.options = kind, columns, options
+        self.__name__ = f"{kind}_batch_sampler"
+
+    def __call__(self, dataset, batch_size, drop_last=False, valid_label_columns=None, generator=None, seed=0):
         return LanguageBatchSampler(
             dataset,
             batch_size,
@@ -137,13 +141,18 @@ def batch_sampler(kind: str = "hybrid", columns: dict | None = None, **options):
             valid_label_columns,
             generator,
             seed,
-            kind=kind,
-            columns=columns,
-            **options,
+            kind=self.kind,
+            columns=self.columns,
+            **self.options,
         )
 
-    make.__name__ = f"{kind}_batch_sampler"
-    return make
+    def __repr__(self) -> str:
+        return f"batch_sampler({self.kind!r}, columns={self.columns!r}, **{self.options!r})"
+
+
+def batch_sampler(kind: str = "hybrid", columns: dict | None = None, **options) -> SamplerFactory:
+    "A factory for `SentenceTransformerTrainingArguments(batch_sampler=...)` that makes `LanguageBatchSampler`s."
+    return SamplerFactory(kind, columns, **options)
 
 # %% ../nbs/28_st_adapters.ipynb #c241d722
 class DropColumns:

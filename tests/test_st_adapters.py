@@ -104,6 +104,11 @@ def test_the_sampler_is_deterministic_per_seed_and_epoch():
     data = _dataset()
     a, b = (batch_sampler("hybrid")(data, batch_size=8, seed=3) for _ in range(2))
     assert a.batches(2) == b.batches(2)
+    import pickle  # the trainer pickles its arguments (the factory among them) at every checkpoint
+
+    assert pickle.loads(pickle.dumps(batch_sampler("hybrid")))(data, batch_size=8, seed=3).batches(2) == a.batches(
+        2
+    )
     assert a.batches(2) != b.batches(3)
 
 

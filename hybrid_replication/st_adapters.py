@@ -73,7 +73,8 @@ class LanguageBatchSampler(DefaultBatchSampler):
     (e.g. `alpha`). Batches are always full: `drop_last` has nothing to drop.
 
     An epoch is `n_qids // batch_size` batches (every batch holds distinct question ids), not
-    `n_rows // batch_size`: 491 demo pairs of 120 question ids make 7 batches of 16.
+    `n_rows // batch_size`: 491 pairs of 120 question ids make 7 batches of 16, the demo set's 1,470
+    pairs of 30 question ids one.
 
     Its metadata columns must not reach the loss as texts: it runs only under `HybridTrainer`, which hides
     them (it sets `columns_dropped`); `batches(epoch)` gives the plan without a trainer."""

@@ -6,7 +6,7 @@ config = ConfigParser(delimiters=['='])
 config.read('settings.ini', encoding='utf-8')
 cfg = config['DEFAULT']
 
-cfg_keys = 'version description keywords author author_email'.split()
+cfg_keys = 'version description keywords author'.split()  # no author_email: no contact address is published
 expected = cfg_keys + "lib_name user branch license status min_python audience language".split()
 for o in expected: assert o in cfg, "missing expected setting: {}".format(o)
 setup_cfg = {o:cfg[o] for o in cfg_keys}
@@ -23,7 +23,9 @@ requirements = shlex.split(cfg.get('requirements', ''))
 if cfg.get('pip_requirements'): requirements += shlex.split(cfg.get('pip_requirements', ''))
 min_python = cfg['min_python']
 lic = licenses.get(cfg['license'].lower(), (cfg['license'], None))
-dev_requirements = shlex.split(cfg.get('dev_requirements', ''))
+# every NAME_requirements line is an extra: pip install "hybrid_replication[NAME]" (pip_ and conda_ are not extras)
+extras = {k[:-len('_requirements')]: shlex.split(v) for k, v in cfg.items()
+          if k.endswith('_requirements') and k not in ('pip_requirements', 'conda_requirements')}
 
 setuptools.setup(
     name = cfg['lib_name'],
@@ -38,7 +40,7 @@ setuptools.setup(
     include_package_data = True,
     package_data = {cfg['lib_name']: ['demo_data/*/*', 'reference/*']},
     install_requires = requirements,
-    extras_require={ 'dev': dev_requirements },
+    extras_require = extras,
     dependency_links = cfg.get('dep_links','').split(),
     python_requires  = '>=' + cfg['min_python'],
     long_description = open('README.md', encoding='utf-8').read(),

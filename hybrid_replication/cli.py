@@ -9,8 +9,9 @@ from pathlib import Path
 from .core import run_command
 
 # %% auto #0
-__all__ = ['SUBCOMMANDS', 'REPRODUCE', 'CPU_GRIDS', 'main', 'verdicts_cli', 'markdown_table', 'zero_shot_table', 'replicate_cli',
-           'notebook_to_markdown', 'write_readme', 'readme_cli']
+__all__ = ['SUBCOMMANDS', 'REPO_URL', 'REPRODUCE', 'CPU_GRIDS', 'main', 'checkout_root', 'outside_checkout', 'with_install_hint',
+           'verdicts_cli', 'markdown_table', 'zero_shot_table', 'committed_path', 'replicate_estimate', 'verdict_list',
+           'cache_notice', 'replicate_cli', 'notebook_to_markdown', 'write_readme', 'readme_cli']
 
 # %% ../nbs/43_cli.ipynb #4a4d7dc3
 SUBCOMMANDS = {
@@ -47,6 +48,11 @@ SUBCOMMANDS = {
     ),
     "verdicts": ("hybrid_replication.cli", "verdicts_cli", "print the table of claim verdicts computed so far"),
     "readme": ("hybrid_replication.cli", "readme_cli", "write README.md from nbs/index.ipynb (executes it)"),
+    "cite": (
+        "hybrid_replication.citation",
+        "cite_cli",
+        "print BibTeX for this package, the paper, the data sets and the model",
+    ),
 }
 
 
@@ -85,7 +91,78 @@ def main(argv: list[str] | None = None) -> int:
     except (ImportError, AttributeError) as e:
         print(f"hybrid-replication {name}: not available in this installation ({e})", file=sys.stderr)
         return 2
-    return run_command(name, func, rest, debug)
+    if problem := outside_checkout(name, rest):
+        print(f"hybrid-replication {name}: {problem}", file=sys.stderr)
+        return 2
+    return run_command(name, with_install_hint(name, func, debug), rest, debug)
+
+# %% ../nbs/43_cli.ipynb #b5c975ff
+REPO_URL = "https://github.com/hybrid-replication/hybrid_replication"
+
+
+def checkout_root(start=None) -> Path | None:
+    "The repository checkout at or above `start` (default: the working directory): `settings.ini`, `configs/grids` and `nbs`."
+    start = Path(start or Path.cwd()).resolve()
+    for p in (start, *start.parents):
+        if (p / "settings.ini").is_file() and (p / "configs" / "grids").is_dir() and (p / "nbs").is_dir():
+            return p
+    return None
+
+# %% ../nbs/43_cli.ipynb #6341af99
+def _first_positional(argv: list[str]) -> str | None:
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
+def outside_checkout(name: str, argv: list[str], cwd=None) -> str | None:
+    """Why sub-command `name` cannot run here (outside a checkout, on the repository's own files), as one line with
+    what to do; None when it can. `evaluate` outside a checkout without `--out` gets a notice on stderr instead."""
+    if checkout_root(cwd) is not None:
+        return None
+    here = Path(cwd or Path.cwd()).resolve()
+    if name == "evaluate":
+        if "--out" not in argv and not any(a.startswith("--out=") for a in argv) and "-h" not in argv:
+            print(
+                f"hybrid-replication evaluate: writing the results under {here / 'results' / 'zero_shot'} "
+                "(the current folder; choose with --out)",
+                file=sys.stderr,
+            )
+        return None
+    given = _first_positional(argv)
+    if name == "experiment" and (given is None or Path(given).exists()):
+        return None  # the user's own grid file (or a usage error that argparse explains)
+    if name == "verdicts" and any(a == "--dir" or a.startswith("--dir=") for a in argv):
+        return None
+    if name == "notebooks" and given is not None and Path(given).exists():
+        return None
+    if name == "readme" and ("--nb" in argv or Path("nbs/index.ipynb").exists()):
+        return None
+    if (
+        name not in ("replicate", "experiment", "verdicts", "notebooks", "readme")
+        or "-h" in argv
+        or "--help" in argv
+    ):
+        return None
+    return (
+        f"runs from a checkout of the repository (it reads configs/grids, results and nbs, which pip does not "
+        f"install) and {here} is not in one: git clone {REPO_URL}, cd into it and run it there"
+    )
+
+# %% ../nbs/43_cli.ipynb #cad828b9
+def with_install_hint(name: str, func, debug: bool = False):
+    "`func(argv)`, but a missing optional module prints one line with the install command and returns 2."
+    from hybrid_replication.extras import missing_dependency_message
+
+    def run(argv):
+        try:
+            return func(argv)
+        except ImportError as e:
+            message = missing_dependency_message(e)
+            if debug or message is None:
+                raise
+            print(f"hybrid-replication {name}: {message}", file=sys.stderr)
+            return 2
+
+    return run
 
 # %% ../nbs/43_cli.ipynb #34cec84e
 def verdicts_cli(argv=None) -> int:
@@ -174,6 +251,70 @@ def zero_shot_table(results_dir=None):
         ]
     return pd.DataFrame(rows)
 
+# %% ../nbs/43_cli.ipynb #fb51ae4b
+def committed_path(grid, cell: str) -> Path:
+    "The committed `result.json` of `cell` in `grid` (a grid file)."
+    from hybrid_replication.experiment import Grid
+
+    return Grid.load(grid).paths()[0] / cell / "result.json"
+
+# %% ../nbs/43_cli.ipynb #18c3a452
+def replicate_estimate(grid, cell: str) -> str:
+    """One line: what `replicate` re-makes and about how long it takes on an idle machine like the one that made
+    the committed cell (its measured seconds), and what the time depends on."""
+    from hybrid_replication.core import read_json
+
+    doc = read_json(committed_path(grid, cell))  # a missing cell: DataError naming the file
+    seconds = doc.get("timings") or {}
+    train, evaluate = seconds.get("train_seconds", 0.0), seconds.get("eval_seconds", 0.0)
+    steps = doc.get("train") or {}
+    machine = (doc.get("provenance") or {}).get("machine") or {}
+    stop = " (early stopping)" if steps.get("stopped") == "early_stopping" else ""
+    return (
+        f"re-making {grid} cell {cell} from scratch: about {(train + evaluate) / 60:.0f} min on an idle "
+        f"{machine.get('cpu_count', '?')}-core CPU like the one that made it (training {train:.0f} s for "
+        f"{steps.get('steps', '?')} of at most {steps.get('total_steps', '?')} steps{stop}, evaluation "
+        f"{evaluate:.0f} s), plus loading; longer with fewer free cores (other jobs on the machine), a slower CPU, "
+        "or an empty cache (the first run rebuilds the model)"
+    )
+
+# %% ../nbs/43_cli.ipynb #8cdd896a
+def _first_clause(text: str) -> str:
+    "`text` up to its first '; ' outside parentheses."
+    depth = 0
+    for i, ch in enumerate(text):
+        depth += (ch in "([") - (ch in ")]")
+        if depth == 0 and text.startswith("; ", i):
+            return text[:i]
+    return text
+
+
+def verdict_list(table, width: int = 100, reason_chars: int = 160) -> str:
+    "Claim verdicts as a short list: id, label and the reason's first clause (cut at `reason_chars`), wrapped at `width`."
+    import textwrap
+
+    lines = []
+    for row in table.itertuples(index=False):
+        reason = _first_clause(str(row.reason))
+        if len(reason) > reason_chars:
+            reason = reason[: reason_chars - 1].rsplit(" ", 1)[0] + " …"
+        lines += textwrap.wrap(
+            f"{row.id} {row.verdict}: {reason}", width=width, subsequent_indent=" " * (len(str(row.id)) + 1)
+        )
+    return "\n".join(lines)
+
+# %% ../nbs/43_cli.ipynb #54b36cf2
+def cache_notice() -> str:
+    "One line: where the package's cache is, how big it is, and how to move or free it."
+    from hybrid_replication.core import cache_dir
+
+    d = cache_dir()
+    size = sum(f.stat().st_size for f in d.rglob("*") if f.is_file()) if d.is_dir() else 0
+    return (
+        f"cache: {d} holds {size / 1e9:.2f} GB (the rebuilt model, embeddings, frozen-layer features); "
+        "set HYBRID_REPLICATION_CACHE to move it, delete it to free the space"
+    )
+
 # %% ../nbs/43_cli.ipynb #e6662edc
 REPRODUCE = ("configs/grids/mlqa-to-xquad.yaml", "seed=0__sampler=hybrid")  # the smallest real committed cell
 
@@ -193,40 +334,53 @@ def replicate_cli(argv=None) -> int:
         "--full", action="store_true", help="run or resume every grid in configs/grids, then the notebooks"
     )
     mode.add_argument("--summary", action="store_true", help="data check, statistics and committed tables only")
+    ap.add_argument(
+        "--verdict-table", action="store_true", help="the full verdict table instead of the short list"
+    )
     a = ap.parse_args(argv)
     if a.summary:
-        return _summary(a.data_dir)
+        return _summary(a.data_dir, a.verdict_table)
     if a.full:
         return _full()
     from hybrid_replication.data import DataError
     from hybrid_replication.experiment import reproduce_cell
 
-    print(f"re-making {a.grid} cell {a.cell} from scratch (about 10 minutes on 2 CPU cores)", file=sys.stderr)
     try:
+        print(replicate_estimate(a.grid, a.cell), file=sys.stderr)
         table = reproduce_cell(a.grid, a.cell)
     except (DataError, ValueError) as e:
         print(f"hybrid-replication replicate: {e}", file=sys.stderr)
         return 2
-    print(f"\n## {a.cell} of {a.grid}: committed vs re-made\n\n" + markdown_table(table, floatfmt=".5f"))
+    print(
+        f"\n## {a.cell} of {a.grid}: committed vs re-made\n\ncommitted: {committed_path(a.grid, a.cell)}\n"
+        "re-made: the same cell trained and evaluated again in a temporary folder, removed after the comparison\n\n"
+        + markdown_table(table, floatfmt=".5f")
+    )
     ok = bool(table["within tolerance"].dropna().all())
     print(
         "\nevery number within tolerance (mAP and recall: 0.002 absolute; rank distance: 0.2% relative)"
         if ok
         else "\nsome numbers differ beyond tolerance: see the table"
     )
-    _verdicts()
+    _verdicts(a.verdict_table)
+    print(cache_notice(), file=sys.stderr)
     return 0 if ok else 1
 
 
-def _verdicts():
-    from hybrid_replication.verdicts import verdict_dir
+def _verdicts(full_table: bool = False):
+    from hybrid_replication.verdicts import verdict_dir, verdict_table
 
-    if verdict_dir().is_dir():
+    if not verdict_dir().is_dir():
+        return
+    if full_table:
         print("\n## Claim verdicts (results/verdicts)\n")
         verdicts_cli(["--dir", str(verdict_dir())])
+        return
+    print(f"\n## Claim verdicts ({verdict_dir()}; the full table: --verdict-table)\n")
+    print(verdict_list(verdict_table(verdict_dir())))
 
 
-def _summary(data_dir=None) -> int:
+def _summary(data_dir=None, full_table: bool = False) -> int:
     from hybrid_replication.data_check import data_check_cli
 
     rc = data_check_cli([] if data_dir is None else ["--data-dir", data_dir])
@@ -235,7 +389,7 @@ def _summary(data_dir=None) -> int:
     t = zero_shot_table()
     if len(t):
         print("\n## Zero-shot results beside the paper (results/zero_shot)\n\n" + markdown_table(t))
-    _verdicts()
+    _verdicts(full_table)
     return 0
 
 

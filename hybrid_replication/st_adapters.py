@@ -8,6 +8,10 @@ import numpy as np
 
 from .data import DataError, RetrievalSet, TrainPair
 from .sampling import make_sampler
+from .extras import require
+
+require("sentence_transformers", "hybrid_replication.st_adapters")  # missing: one line with the install command
+from sentence_transformers import SentenceTransformerTrainer
 
 try:
     from sentence_transformers.base.sampler import DefaultBatchSampler  # sentence-transformers >= 6
@@ -19,7 +23,8 @@ except ImportError:
     from sentence_transformers.evaluation import SentenceEvaluator
 
 # %% auto #0
-__all__ = ['METADATA_COLUMNS', 'pairs_from_columns', 'LanguageBatchSampler', 'batch_sampler', 'DropColumns', 'LareqaEvaluator']
+__all__ = ['METADATA_COLUMNS', 'pairs_from_columns', 'pairs_to_dataset', 'LanguageBatchSampler', 'SamplerFactory',
+           'batch_sampler', 'DropColumns', 'HybridTrainer', 'LareqaEvaluator']
 
 # %% ../nbs/28_st_adapters.ipynb #08e1e61a
 METADATA_COLUMNS = ("qid", "query_lang", "passage_lang")
@@ -46,11 +51,33 @@ def pairs_from_columns(
         for q, p, i, ql, pl in zip(query, passage, qid, qlang, plang)
     ]
 
+# %% ../nbs/28_st_adapters.ipynb #0fcbfdc4
+def pairs_to_dataset(pairs: list[TrainPair]):
+    "`TrainPair`s as the `datasets.Dataset` the samplers and `HybridTrainer` read: anchor, positive, qid, query_lang, passage_lang."
+    from datasets import Dataset
+
+    return Dataset.from_dict(
+        {
+            "anchor": [p.query for p in pairs],
+            "positive": [p.passage for p in pairs],
+            "qid": [p.qid for p in pairs],
+            "query_lang": [p.query_lang for p in pairs],
+            "passage_lang": [p.passage_lang for p in pairs],
+        }
+    )
+
 # %% ../nbs/28_st_adapters.ipynb #58cc5343
 class LanguageBatchSampler(DefaultBatchSampler):
     """A sentence-transformers batch sampler over a `datasets.Dataset` that makes `kind` batches ('mono' = X-X-mono,
     'cross' = X-Y, 'hybrid', 'shuffled') with `hybrid_replication.sampling.make_sampler`; `options` go to it
-    (e.g. `alpha`). Batches are always full: `drop_last` has nothing to drop."""
+    (e.g. `alpha`). Batches are always full: `drop_last` has nothing to drop.
+
+    An epoch is `n_qids // batch_size` batches (every batch holds distinct question ids), not
+    `n_rows // batch_size`: 491 pairs of 120 question ids make 7 batches of 16, the demo set's 1,470
+    pairs of 30 question ids one.
+
+    Its metadata columns must not reach the loss as texts: it runs only under `HybridTrainer`, which hides
+    them (it sets `columns_dropped`); `batches(epoch)` gives the plan without a trainer."""
 
     def __init__(
         self,
@@ -74,12 +101,25 @@ class LanguageBatchSampler(DefaultBatchSampler):
         )
         self.pairs = pairs_from_columns(dataset, **(columns or {}))
         self.sampler = make_sampler(kind, self.pairs, batch_size, seed=seed, **options)
+        names = {"qid_column": "qid", "query_lang_column": "query_lang", "passage_lang_column": "passage_lang"}
+        self.metadata_columns = tuple((columns or {}).get(k, v) for k, v in names.items())
+        self.columns_dropped = False
+
+    def batches(self, epoch: int) -> list[list[int]]:
+        "The row indices of every batch of `epoch` (no trainer needed)."
+        self.sampler.set_epoch(epoch)
+        return [list(b) for b in self.sampler]
 
     def set_epoch(self, epoch: int):
         super().set_epoch(epoch)
         self.sampler.set_epoch(epoch)
 
     def __iter__(self):
+        if not self.columns_dropped:
+            raise RuntimeError(
+                f"the {self.metadata_columns} columns would reach the loss as texts: train with "
+                "hybrid_replication.st_adapters.HybridTrainer instead of SentenceTransformerTrainer"
+            )
         self.sampler.set_epoch(self.epoch)
         yield from self.sampler
 
@@ -87,10 +127,14 @@ class LanguageBatchSampler(DefaultBatchSampler):
         return len(self.sampler)
 
 # %% ../nbs/28_st_adapters.ipynb #b098a766
-def batch_sampler(kind: str = "hybrid", columns: dict | None = None, **options):
-    "A factory for `SentenceTransformerTrainingArguments(batch_sampler=...)` that makes `LanguageBatchSampler`s."
+class SamplerFactory:
+    "Makes `LanguageBatchSampler`s for the trainer; a module-level class, so that the trainer can pickle its arguments."
 
-    def make(dataset, batch_size, drop_last=False, valid_label_columns=None, generator=None, seed=0):
+    def __init__(self, kind: str = "hybrid", columns: dict | None = None, **options):
+        self.kind, self.columns, self.options = kind, columns, options
+        self.__name__ = f"{kind}_batch_sampler"
+
+    def __call__(self, dataset, batch_size, drop_last=False, valid_label_columns=None, generator=None, seed=0):
         return LanguageBatchSampler(
             dataset,
             batch_size,
@@ -98,13 +142,18 @@ def batch_sampler(kind: str = "hybrid", columns: dict | None = None, **options):
             valid_label_columns,
             generator,
             seed,
-            kind=kind,
-            columns=columns,
-            **options,
+            kind=self.kind,
+            columns=self.columns,
+            **self.options,
         )
 
-    make.__name__ = f"{kind}_batch_sampler"
-    return make
+    def __repr__(self) -> str:
+        return f"batch_sampler({self.kind!r}, columns={self.columns!r}, **{self.options!r})"
+
+
+def batch_sampler(kind: str = "hybrid", columns: dict | None = None, **options) -> SamplerFactory:
+    "A factory for `SentenceTransformerTrainingArguments(batch_sampler=...)` that makes `LanguageBatchSampler`s."
+    return SamplerFactory(kind, columns, **options)
 
 # %% ../nbs/28_st_adapters.ipynb #c241d722
 class DropColumns:
@@ -118,6 +167,23 @@ class DropColumns:
 
     def __getattr__(self, name):
         return getattr(self.collator, name)
+
+# %% ../nbs/28_st_adapters.ipynb #2c2e0a44
+class HybridTrainer(SentenceTransformerTrainer):
+    """`SentenceTransformerTrainer` for the language samplers: its data collator never sees their metadata
+    columns (question id, languages), which would otherwise be tokenised and fed to the loss as extra texts."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not isinstance(self.data_collator, DropColumns):
+            self.data_collator = DropColumns(self.data_collator)
+
+    def get_batch_sampler(self, *args, **kwargs):
+        sampler = super().get_batch_sampler(*args, **kwargs)
+        if isinstance(sampler, LanguageBatchSampler):
+            self.data_collator.columns |= set(sampler.metadata_columns)  # renamed columns too
+            sampler.columns_dropped = True
+        return sampler
 
 # %% ../nbs/28_st_adapters.ipynb #0c8f8b5d
 class LareqaEvaluator(SentenceEvaluator):

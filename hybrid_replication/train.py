@@ -604,6 +604,11 @@ def train(config, resume: bool = False, progress: bool = True, stop_at_step: int
             if stopped or (cfg.ckpt_every and run.step % cfg.ckpt_every == 0):
                 run.checkpoint()
     bar.close()
+    if stopped == "early_stopping" and not bar.disable:  # the bar ends short of its total: say why
+        print(
+            f"early stopping at step {run.step}/{run.total} (validation loss best at step {run.early.best_step})",
+            file=sys.stderr,
+        )
     finished = stopped in (None, "early_stopping")
     if finished and cfg.eval_every and run.last_eval != run.step:
         run.evaluate()

@@ -18,22 +18,21 @@ from sentence_transformers.sentence_transformer.losses import MultipleNegativesR
 from hybrid_replication.data import load_lareqa
 from hybrid_replication.encoder import tiny_encoder
 from hybrid_replication.pairs import lareqa_pairs
-from hybrid_replication.st_adapters import DropColumns, LanguageBatchSampler, batch_sampler
+from hybrid_replication.st_adapters import (
+    DropColumns,
+    HybridTrainer,
+    LanguageBatchSampler,
+    batch_sampler,
+    pairs_to_dataset,
+)
 
 torch.set_num_threads(2)
 
 
 def _dataset():
-    pairs = lareqa_pairs(load_lareqa("demo"))
-    return Dataset.from_dict(
-        {
-            "anchor": [p.query for p in pairs],
-            "positive": [p.passage for p in pairs],
-            "qid": [p.qid for p in pairs],
-            "query_lang": [p.query_lang for p in pairs],
-            "passage_lang": [p.passage_lang for p in pairs],
-        }
-    )
+    data = pairs_to_dataset(lareqa_pairs(load_lareqa("demo")))
+    assert isinstance(data, Dataset)
+    return data
 
 
 def test_trainer_with_the_hybrid_sampler(tmp_path):
@@ -63,14 +62,9 @@ def test_trainer_with_the_hybrid_sampler(tmp_path):
         dataloader_num_workers=0,
     )
     loss = MultipleNegativesRankingLoss(model)
-    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=data, loss=loss)
-
-    class RecordingDrop(DropColumns):
-        def __call__(self, features):
-            seen_columns.update(k for f in features for k in f)
-            return super().__call__(features)
-
-    original, tokenised_columns = trainer.data_collator, set()
+    trainer = HybridTrainer(model=model, args=args, train_dataset=data, loss=loss)
+    assert isinstance(trainer.data_collator, DropColumns)  # no line to forget: the trainer wraps its collator
+    original, tokenised_columns = trainer.data_collator.collator, set()
 
     class Spy:  # what reaches sentence-transformers' own collator, which tokenises every column it gets
         def __call__(self, features):
@@ -79,6 +73,11 @@ def test_trainer_with_the_hybrid_sampler(tmp_path):
 
         def __getattr__(self, name):
             return getattr(original, name)
+
+    class RecordingDrop(DropColumns):
+        def __call__(self, features):
+            seen_columns.update(k for f in features for k in f)
+            return super().__call__(features)
 
     trainer.data_collator = RecordingDrop(Spy())
     trainer.train()
@@ -96,6 +95,7 @@ def test_trainer_with_the_hybrid_sampler(tmp_path):
     # the share of X-X-mono batches over many planned batches: alpha = 0.5 within 4 standard errors
     sampler = batch_sampler("hybrid", alpha=0.5)(data, batch_size=8, seed=0)
     plan = [b for e in range(40) for b in sampler.sampler.plan(e)]
+    assert len(sampler) == len({q for q in data["qid"]}) // 8  # an epoch: n_qids // batch_size batches
     mono = np.mean([data["query_lang"][b.indices[0]] == data["passage_lang"][b.indices[0]] for b in plan])
     assert abs(mono - 0.5) < 4 * np.sqrt(0.25 / len(plan)), (mono, len(plan))
 
@@ -103,8 +103,72 @@ def test_trainer_with_the_hybrid_sampler(tmp_path):
 def test_the_sampler_is_deterministic_per_seed_and_epoch():
     data = _dataset()
     a, b = (batch_sampler("hybrid")(data, batch_size=8, seed=3) for _ in range(2))
-    for s in (a, b):
-        s.set_epoch(2)
-    assert list(a) == list(b)
-    b.set_epoch(3)
-    assert list(a) != list(b)
+    assert a.batches(2) == b.batches(2)
+    import pickle  # the trainer pickles its arguments (the factory among them) at every checkpoint
+
+    assert pickle.loads(pickle.dumps(batch_sampler("hybrid")))(data, batch_size=8, seed=3).batches(2) == a.batches(
+        2
+    )
+    assert a.batches(2) != b.batches(3)
+
+
+def test_the_stock_trainer_is_refused_before_a_step(tmp_path):
+    "The mistake of the issue (metadata columns fed to the loss as texts) cannot happen: no step is taken."
+    data = _dataset()
+    tiny_encoder(seed=0).save(tmp_path / "model")
+    model = SentenceTransformer(str(tmp_path / "model"), device="cpu")
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(tmp_path / "out"),
+        per_device_train_batch_size=8,
+        max_steps=2,
+        batch_sampler=batch_sampler("hybrid", alpha=0.5),
+        report_to="none",
+        save_strategy="no",
+        use_cpu=True,
+        dataloader_num_workers=0,
+    )
+    trainer = SentenceTransformerTrainer(
+        model=model, args=args, train_dataset=data, loss=MultipleNegativesRankingLoss(model)
+    )
+    with pytest.raises(RuntimeError, match="HybridTrainer"):
+        trainer.train()
+    assert trainer.state.global_step == 0
+
+
+def test_renamed_metadata_columns_are_dropped_too(tmp_path):
+    data = _dataset().rename_column("qid", "question_id")
+    tiny_encoder(seed=0).save(tmp_path / "model")
+    model = SentenceTransformer(str(tmp_path / "model"), device="cpu")
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(tmp_path / "out"),
+        per_device_train_batch_size=8,
+        max_steps=1,
+        batch_sampler=batch_sampler("hybrid", columns={"qid_column": "question_id"}),
+        report_to="none",
+        save_strategy="no",
+        use_cpu=True,
+        dataloader_num_workers=0,
+    )
+    trainer = HybridTrainer(model=model, args=args, train_dataset=data, loss=MultipleNegativesRankingLoss(model))
+    trainer.train()
+    assert "question_id" in trainer.data_collator.columns
+
+
+def test_import_without_sentence_transformers_gives_the_install_line(tmp_path):
+    import subprocess, sys, os
+
+    fake = tmp_path / "sentence_transformers"
+    fake.mkdir()
+    (fake / "__init__.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'sentence_transformers'\", name='sentence_transformers')\n"
+    )
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
+    r = subprocess.run(
+        [sys.executable, "-c", "import hybrid_replication.st_adapters"], env=env, capture_output=True, text=True
+    )
+    assert r.returncode == 1
+    assert (
+        r.stderr.strip()
+        .splitlines()[-1]
+        .endswith('pip install "hybrid_replication[st]" (brings sentence-transformers and accelerate)')
+    )

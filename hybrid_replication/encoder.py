@@ -469,6 +469,7 @@ def card_from_result(doc: dict) -> dict:
     )
 
 
+# %% ../nbs/10_encoder.ipynb #572c3ca8
 def write_model_card(folder, **card) -> Path:
     "Re-write the model card (README.md) of a saved encoder folder, e.g. once its evaluation is known."
     from types import SimpleNamespace

@@ -468,7 +468,6 @@ def card_from_result(doc: dict) -> dict:
         training=prov.get("config"), evaluation=evaluation, steps=doc.get("train"), command=prov.get("command")
     )
 
-
 # %% ../nbs/10_encoder.ipynb #572c3ca8
 def write_model_card(folder, **card) -> Path:
     "Re-write the model card (README.md) of a saved encoder folder, e.g. once its evaluation is known."

@@ -150,7 +150,6 @@ class SamplerFactory:
     def __repr__(self) -> str:
         return f"batch_sampler({self.kind!r}, columns={self.columns!r}, **{self.options!r})"
 
-
 # %% ../nbs/28_st_adapters.ipynb #66b30d30
 def batch_sampler(kind: str = "hybrid", columns: dict | None = None, **options) -> SamplerFactory:
     "A factory for `SentenceTransformerTrainingArguments(batch_sampler=...)` that makes `LanguageBatchSampler`s."

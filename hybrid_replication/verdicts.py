@@ -234,7 +234,12 @@ def combine_outcomes(parts: dict[str, Outcome]) -> Outcome:
     counts = _label_counts(labels) if testable else ""
     reason = (f"{counts}; " if counts else "") + "; ".join(listed)
     commands = "; ".join(f"{n}: {o.command}" for n, o in parts.items() if o.command)
-    effects = tuple(e for o in parts.values() for e in o.effects)
+    # each effect keeps the name of the part it decided ('MLQA-R -> XQuAD-R: hybrid - X-Y: Mul. mAP')
+    effects = tuple(
+        e if n in str(e.get("name", "")) else {**e, "name": f"{n}: {e.get('name', '')}".rstrip(": ")}
+        for n, o in parts.items()
+        for e in o.effects
+    )
     return Outcome(label, reason, commands or None, effects)
 
 # %% ../nbs/30_verdicts.ipynb #bcfd9d1e

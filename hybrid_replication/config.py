@@ -78,6 +78,7 @@ _NUMBER_RULES = {
     "epochs": dict(low=0, low_open=True, high=MAX_EPOCHS, why=_TOO_LONG),
     "max_grad_norm": dict(low=0, low_open=True, optional=True),
     "grad_cache_chunk": _NOT_NEGATIVE_INT,
+    "length_chunks": dict(integer=True, low=1, high=64, why="1 is one padded batch per group"),
     "seed": dict(integer=True, low=0, high=2**32 - 1, why="NumPy takes seeds in [0, 2**32 - 1]"),
     "threads": dict(integer=True, low=1, optional=True),
     "eval_every": _NOT_NEGATIVE_INT,
@@ -219,7 +220,8 @@ class TrainConfig:
     epochs: float = 1.0
     max_grad_norm: float | None = 1.0
     grad_cache_chunk: int = 0  # > 0: gradient caching with chunks of this many texts
-    precision: str = "fp32"  # "bf16": training forward passes under bf16 autocast (GPUs); "fp32"
+    length_chunks: int = 1  # > 1: each group's texts embedded in this many length-sorted chunks (less padding)
+    precision: str = "fp32"  # "bf16": forward passes under bf16 autocast (GPUs, and CPUs with avx512_bf16); "fp32"
     # run
     seed: int = 0
     threads: int | None = None

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 import yaml
 from tqdm.auto import tqdm
 
@@ -128,19 +129,39 @@ def _config(self, values: dict | None) -> TrainConfig:
 Grid.cells, Grid.cell_id, Grid.paths, Grid.config = _cells, _cell_id, _paths, _config
 
 # %% ../nbs/40_experiment.ipynb #a27fdd60
-def _encode_with(encoder, trunk, batch_size: int, progress: bool):
-    "`encode(texts, kind)`: through the cached frozen trunk when there is one, else the whole encoder."
+def _encode_with(encoder, trunk, batch_size: int, progress: bool, precision: str = "fp32"):
+    """`encode(texts, kind)`: through the cached frozen trunk when there is one, else the whole encoder; with
+    `precision="bf16"` under bf16 autocast (the embeddings come back as float32)."""
     if trunk is not None:
-        return lambda texts, kind: trunk.encode(texts, kind, batch_size, progress)
-    return lambda texts, kind: encode_texts(encoder, texts, kind, batch_size, progress)
+        plain = lambda texts, kind: trunk.encode(texts, kind, batch_size, progress)
+    else:
+        plain = lambda texts, kind: encode_texts(encoder, texts, kind, batch_size, progress)
+    if precision == "fp32":
+        return plain
+    if precision != "bf16":
+        raise ValueError(f"precision must be fp32 or bf16, got {precision!r}")
+
+    def encode(texts, kind):
+        with torch.autocast(encoder.device.type, dtype=torch.bfloat16):
+            return plain(texts, kind)
+
+    return encode
 
 
 def evaluate_cell_model(
-    encoder, trunk, dataset: str, langs=None, data_dir=None, batch_size: int = 64, progress: bool = True
+    encoder,
+    trunk,
+    dataset: str,
+    langs=None,
+    data_dir=None,
+    batch_size: int = 64,
+    progress: bool = True,
+    precision: str = "fp32",
 ) -> tuple[dict, dict]:
     """Evaluate `encoder` (through `trunk` when given) on a whole LAReQA set, or on AfriQA test retrieval
-    (`dataset="afriqa"`): (result document entries, per-question tables by file name)."""
-    encode = _encode_with(encoder, trunk, batch_size, progress)
+    (`dataset="afriqa"`): (result document entries, per-question tables by file name). `precision="bf16"`
+    encodes under bf16 autocast."""
+    encode = _encode_with(encoder, trunk, batch_size, progress, precision)
     if dataset == "afriqa":
         if langs:
             raise DataError("afriqa", field="eval.langs", problem="AfriQA is evaluated on all its languages")
@@ -214,7 +235,13 @@ def run_cell(grid: Grid, values: dict | None, progress: bool = True) -> dict:
                 raise ValueError(f"{work}: checkpoint weights the encoder does not have: {unexpected[:3]}")
         trunk = frozen_trunk(encoder, cfg, progress=progress)
         evaluation, tables = evaluate_cell_model(
-            encoder, trunk, grid.eval["dataset"], grid.eval.get("langs"), cfg.data_dir, progress=progress
+            encoder,
+            trunk,
+            grid.eval["dataset"],
+            grid.eval.get("langs"),
+            cfg.data_dir,
+            progress=progress,
+            precision=cfg.precision,
         )
         doc.update(evaluation)
     eval_seconds = time.perf_counter() - t0 - train_seconds

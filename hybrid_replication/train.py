@@ -412,7 +412,7 @@ def _start_run(cfg: TrainConfig, info, progress: bool) -> _Run:
         encoder, cfg.freeze_word_embeddings, trunk.n_frozen if trunk is not None else cfg.freeze_layers
     )
     encoder.train()
-    model = MultiEmbed(encoder)
+    model = MultiEmbed(encoder, cfg.length_chunks)
     if info.enabled:
         from torch.nn.parallel import DistributedDataParallel as DDP
 

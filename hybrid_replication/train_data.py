@@ -16,7 +16,8 @@ from .sampling import make_sampler, sampler_options
 
 # %% auto #0
 __all__ = ['build_encoder', 'freeze', 'source_pairs', 'validation_pairs', 'split_validation', 'subsample_questions',
-           'training_data', 'pair_texts', 'MultiEmbed', 'make_optimizer', 'frozen_trunk']
+           'training_data', 'pair_texts', 'split_by_length', 'embed_by_length', 'MultiEmbed', 'make_optimizer',
+           'frozen_trunk']
 
 # %% ../nbs/18_train_data.ipynb #beaf2ad9
 def build_encoder(cfg: TrainConfig):
@@ -183,16 +184,48 @@ def pair_texts(batch: list[TrainPair], k: int = 0) -> tuple[list, list, list | N
         hard = [h for p in batch for h in p.hard_negatives[:k]]
     return [p.query for p in batch], [p.passage for p in batch], hard
 
+# %% ../nbs/18_train_data.ipynb #8124c209
+def split_by_length(features: dict, n_chunks: int) -> list[tuple[torch.Tensor, dict]]:
+    """`features` (right-padded, with `attention_mask` [B, L]) cut into up to `n_chunks` groups of rows sorted by
+    length, longest first; each is trimmed to its own longest row. Returns (row indices, features) pairs."""
+    mask = features["attention_mask"]
+    lengths = mask.sum(1)
+    order = torch.argsort(lengths, descending=True, stable=True)
+    chunks = []
+    for rows in torch.tensor_split(order, min(int(n_chunks), len(order))):
+        longest = int(lengths[rows].max())
+        if bool(mask[rows, longest:].any()):
+            raise ValueError("split_by_length needs right-padded features (a row has a token after its length)")
+        chunk = {}
+        for key, value in features.items():
+            value = value[rows]
+            if value.ndim >= 2 and value.shape[1] == mask.shape[1]:
+                value = value[:, :longest]
+            chunk[key] = value
+        chunks.append((rows, chunk))
+    return chunks
+
+# %% ../nbs/18_train_data.ipynb #ab8663f9
+def embed_by_length(encoder, features: dict, n_chunks: int = 1) -> torch.Tensor:
+    "The encoder's embeddings of `features`, computed over `split_by_length` chunks (1: in one padded batch)."
+    if n_chunks <= 1:
+        return encoder(features)
+    chunks = split_by_length(features, n_chunks)
+    embedded = torch.cat([encoder(chunk) for _, chunk in chunks])
+    order = torch.cat([rows for rows, _ in chunks])
+    return embedded[torch.argsort(order)]
+
 # %% ../nbs/18_train_data.ipynb #39c0e4c6
 class MultiEmbed(torch.nn.Module):
-    "Embed several groups of tokenised texts in one `forward` (so DDP sees one forward per step); None stays None."
+    """Embed several groups of tokenised texts in one `forward` (so DDP sees one forward per step); None stays
+    None. With `length_chunks` > 1 each group is embedded by `embed_by_length`."""
 
-    def __init__(self, encoder):
+    def __init__(self, encoder, length_chunks: int = 1):
         super().__init__()
-        self.encoder = encoder
+        self.encoder, self.length_chunks = encoder, int(length_chunks)
 
     def forward(self, *groups):
-        return tuple(None if g is None else self.encoder(g) for g in groups)
+        return tuple(None if g is None else embed_by_length(self.encoder, g, self.length_chunks) for g in groups)
 
 # %% ../nbs/18_train_data.ipynb #5c5861a4
 def make_optimizer(encoder, cfg: TrainConfig):

@@ -11,10 +11,15 @@ The parts, in the order `train.train_step` runs them:
 - backward;
 - optimizer: gradient clipping and AdamW.
 
+Paths (each a training configuration): the top k blocks over the cached trunk and the plain path (all 12
+blocks), in fp32 and with `precision: bf16` and `length_chunks: 4`, beside sentence-transformers' MNRL step
+in fp32 (as users run it) and under the same bf16 autocast. Every path's time is also given as a ratio to
+sentence-transformers' fp32 step.
+
 Run on an idle machine (timings are ratios within this run):
 
     HYBRID_DATA=../shared/data .venv/bin/python benchmarks/profile_step.py [--batch 64] [--steps 6] [--k 2]
-        [--precision fp32|bf16] [--profile]
+        [--profile]
 """
 
 import argparse, statistics, time
@@ -57,13 +62,44 @@ def split_step(encoder, trunk, model, loss_fn, optimizer, batch, cfg, times):
     _timed(times, "optimizer", update)
 
 
+def _st_step(base, bf16: bool):
+    "sentence-transformers' MultipleNegativesRankingLoss step on the same model, texts and lengths."
+    import tempfile
+
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+    from hybrid_replication.train_data import build_encoder
+
+    with tempfile.TemporaryDirectory() as d:
+        build_encoder(base).save(d)
+        st = SentenceTransformer(d, device="cpu")
+    st.train()
+    st[0].auto_model.get_input_embeddings().requires_grad_(False)
+    mnrl = MultipleNegativesRankingLoss(st, scale=1.0 / base.temperature)
+    params = [p for p in st.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=base.lr, weight_decay=base.weight_decay)
+
+    def step(batch):
+        st.max_seq_length = base.max_query_length
+        fq = st.tokenize([base.query_prefix + p.query.strip() for p in batch])
+        st.max_seq_length = base.max_passage_length
+        fp = st.tokenize([base.passage_prefix + p.passage.strip() for p in batch])
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = mnrl([fq, fp], None)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, base.max_grad_norm)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    return step
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--k", type=int, default=2, help="trainable top blocks on the cached path")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
     ap.add_argument("--profile", action="store_true", help="also print torch.profiler's top operators")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
@@ -83,36 +119,47 @@ def main(argv=None):
         max_query_length=64,
         max_passage_length=128,
         temperature=0.05,
-        precision=a.precision,
     )
     pairs = source_pairs({"name": "mlqa-r"})
     sampler = make_sampler("hybrid", pairs, a.batch, seed=0)
     batches = [[pairs[i] for i in b] for b, _ in zip(sampler, range(a.steps + 1))]
     paths = {}
-    for k in (a.k, None):
-        cfg = TrainConfig.from_dict({**base.to_dict(), "trainable_layers": k})
+    for k, precision, chunks in ((a.k, "fp32", 1), (a.k, "bf16", 4), (None, "fp32", 1), (None, "bf16", 4)):
+        cfg = TrainConfig.from_dict(
+            {**base.to_dict(), "trainable_layers": k, "precision": precision, "length_chunks": chunks}
+        )
         encoder = build_encoder(cfg)
         trunk = frozen_trunk(encoder, cfg, [p for b in batches for p in b], progress=False)
         freeze(encoder, word_embeddings=True, layers=trunk.n_frozen if trunk else 0)
         encoder.train()
         loss_fn = lambda q, p, h, t=cfg.temperature: info_nce(q, p, h, temperature=t)
-        name = f"top {k} of 12 over the cached trunk" if k else "plain path (all 12 blocks)"
-        paths[name] = (encoder, trunk, MultiEmbed(encoder), make_optimizer(encoder, cfg), cfg, loss_fn)
-    times = {n: defaultdict(list) for n in paths}
+        where = f"top {k} of 12 over the cached trunk" if k else "plain path (all 12 blocks)"
+        name = f"ours, {where}, {precision}" + (f", {chunks} length chunks" if chunks > 1 else "")
+        paths[name] = (encoder, trunk, MultiEmbed(encoder, chunks), make_optimizer(encoder, cfg), cfg, loss_fn)
+    peers = {
+        "sentence-transformers MNRL, fp32": _st_step(base, False),
+        "sentence-transformers MNRL, bf16": _st_step(base, True),
+    }
+    times = {n: defaultdict(list) for n in [*paths, *peers]}
     for n, (encoder, trunk, model, opt, cfg, loss_fn) in paths.items():
         split_step(encoder, trunk, model, loss_fn, opt, batches[0], cfg, defaultdict(list))  # warm-up
+    for step in peers.values():
+        step(batches[0])
     for b in batches[1:]:  # interleaved, so that other load hits every path alike
         for n, (encoder, trunk, model, opt, cfg, loss_fn) in paths.items():
             split_step(encoder, trunk, model, loss_fn, opt, b, cfg, times[n])
-    print(f"batch {a.batch}, {a.steps} timed steps per path (medians), {a.threads} threads, {a.precision}")
+        for n, step in peers.items():
+            _timed(times[n], "whole step", step, b)
+    print(f"batch {a.batch}, {a.steps} timed steps per path (medians, interleaved), {a.threads} threads")
     parts = ["tokenise", "keys", "features", "forward", "loss", "backward", "optimizer"]
-    print("| path | s/step | " + " | ".join(parts) + " |")
-    print("|---|---|" + "---|" * len(parts))
+    print("| path | s/step | / ST fp32 | " + " | ".join(parts) + " |")
+    print("|---|---|---|" + "---|" * len(parts))
+    reference = statistics.median(times["sentence-transformers MNRL, fp32"]["whole step"])
     for n, t in times.items():
-        med = {p: statistics.median(t[p]) if t[p] else 0.0 for p in parts}
+        med = {p: statistics.median(v) for p, v in t.items()}
         total = sum(med.values())
-        shares = " | ".join(f"{med[p] / total:.0%}" if t[p] else "-" for p in parts)
-        print(f"| {n} | {total:.3f} | {shares} |")
+        shares = " | ".join(f"{med[p] / total:.0%}" if p in med else "-" for p in parts)
+        print(f"| {n} | {total:.3f} | {total / reference:.3f} | {shares} |")
     if a.profile:
         encoder, trunk, model, opt, cfg, loss_fn = next(iter(paths.values()))
         from torch.profiler import ProfilerActivity, profile

@@ -11,6 +11,7 @@ import numpy as np
 
 from .core import atomic_path
 from .data import RetrievalSet
+from .integrity import check_finite, load_verified_npy, save_verified_npy
 
 # %% auto #0
 __all__ = ['HashedNgramEncoder', 'candidate_texts', 'encode_texts', 'embedding_cache_dir', 'encoder_options',
@@ -72,6 +73,7 @@ def encode_texts(
     if hasattr(e, "detach"):
         e = e.detach().cpu().numpy()
     e = np.asarray(e, dtype=np.float32)
+    check_finite(e, f"{getattr(encoder, 'name', type(encoder).__name__)}: encoding {len(texts)} {kind} texts")
     return e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
 
 # %% ../nbs/24_embeddings.ipynb #01125b19
@@ -91,8 +93,8 @@ def embedding_cache_dir() -> Path:
 
 # %% ../nbs/24_embeddings.ipynb #6124d475
 def _save_npy(path: Path, arr: np.ndarray):
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.save(f, arr)  # a file object: np.save would append '.npy' to a name
+    "Cache `arr` in `path` with its content digest beside it (`<name>.sha256`), checked when it is read back."
+    save_verified_npy(path, arr)
 
 
 def encoder_options(encoder) -> dict:
@@ -127,15 +129,11 @@ def weights_fingerprint(encoder) -> str | None:
 
 # %% ../nbs/24_embeddings.ipynb #8503ef7c
 def _load_cached(f: Path, n: int) -> np.ndarray | None:
-    "The embeddings cached in `f`, or None, with a warning naming the file, when it is unreadable or does not hold `n` rows (it is then encoded again)."
-    try:
-        e = np.load(f)
-    except (OSError, ValueError, EOFError) as err:
-        warnings.warn(
-            f"{f}: unreadable cached embeddings ({type(err).__name__}: {err}); encoding again", stacklevel=3
-        )
-        return None
-    if e.ndim != 2 or e.shape[0] != n:
+    """The embeddings cached in `f`, or None, with a warning naming the file, when they are unreadable, do not match
+    their content digest (damaged, replaced, swapped, or written before digests), are not finite, or do not hold `n`
+    rows (they are then encoded again)."""
+    e = load_verified_npy(f, then="encoding again")
+    if e is not None and (e.ndim != 2 or e.shape[0] != n):
         warnings.warn(
             f"{f}: cached embeddings have shape {e.shape}, expected {n} rows; encoding again", stacklevel=3
         )

@@ -4,7 +4,7 @@
 
 # %% ../nbs/40_experiment.ipynb #2498c1e9
 from __future__ import annotations
-import argparse, fnmatch, itertools, os, shutil, signal, sys, time
+import argparse, fnmatch, itertools, os, shutil, signal, sys, time, urllib.parse, warnings
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -27,12 +27,14 @@ from .afriqa_eval import AFRIQA_MEASURES, evaluate_afriqa
 from .lareqa_eval import LareqaIndex, evaluate_embeddings, pool_per_question, result_document
 from .embeddings import candidate_texts, encode_texts
 from .config import TrainConfig, yaml_value
-from .train_data import build_encoder, frozen_trunk
+from .train_data import build_encoder, frozen_trunk, source_pairs
+from .integrity import check_finite, file_sha256
 from .train import load_checkpoint, train
 
 # %% auto #0
-__all__ = ['HEADLINE', 'Grid', 'evaluate_cell_model', 'write_cell', 'run_cell', 'grid_plan', 'run_grid', 'headline_numbers',
-           'load_cells', 'load_per_question', 'reproduce_cell', 'experiment_cli']
+__all__ = ['HEADLINE', 'Grid', 'cell_folder', 'cell_id_of_folder', 'evaluate_cell_model', 'read_cell_result', 'set_aside',
+           'write_cell', 'run_cell', 'grid_plan', 'check_grid_inputs', 'run_grid', 'headline_numbers', 'load_cells',
+           'load_per_question', 'reproduce_cell', 'experiment_cli']
 
 # %% ../nbs/40_experiment.ipynb #9ab0aa0d
 @dataclass
@@ -87,6 +89,14 @@ class Grid:
                 raise DataError(where, field=f"axes.{axis}", problem="not a TrainConfig field")
             if not isinstance(values, list) or not values:
                 raise DataError(where, field=f"axes.{axis}", problem="needs a non-empty list of values")
+            written = [str(v) for v in values]  # a cell is named by the value as written
+            for i, v in enumerate(written):
+                if v in written[:i]:
+                    raise DataError(
+                        where,
+                        field=f"axes.{axis}",
+                        problem=f"value {values[i]!r} is given twice (one cell per value)",
+                    )
         if self.eval is not None and not (isinstance(self.eval, dict) and self.eval.get("dataset")):
             raise DataError(
                 where, field="eval", problem="needs a 'dataset' (or null for a grid without evaluation)"
@@ -99,6 +109,20 @@ class Grid:
                     where, record=f"cell {self.cell_id(values)}", problem=getattr(e, "problem", str(e))
                 ) from None
 
+# %% ../nbs/40_experiment.ipynb #8f8b3727
+_FOLDER_SAFE = "=+,"  # besides letters, digits and '_.-~', which `quote` always keeps
+
+
+def cell_folder(cell_id: str) -> str:
+    "The folder name of a cell: its id, with `/`, spaces and other unsafe characters percent-encoded (reversible)."
+    name = urllib.parse.quote(cell_id, safe=_FOLDER_SAFE)
+    return "%2E" + name[1:] if name.startswith(".") else name  # never a hidden folder, never '..'
+
+
+def cell_id_of_folder(name: str) -> str:
+    "The cell id a folder name stands for (the inverse of `cell_folder`)."
+    return urllib.parse.unquote(name)
+
 # %% ../nbs/40_experiment.ipynb #7baf5ed3
 def _cells(self) -> list[dict]:
     "Every combination of axis values, the first axis varying slowest."
@@ -107,7 +131,7 @@ def _cells(self) -> list[dict]:
 
 
 def _cell_id(self, values: dict | None) -> str:
-    "A cell's folder name: `seed=0__sampler=hybrid`; `untuned` for the reference."
+    "A cell's id: `seed=0__sampler=hybrid`; `untuned` for the reference (its folder: `cell_folder(id)`)."
     if values is None:
         return "untuned"
     return "__".join(f"{k}={v}" for k, v in values.items())
@@ -121,7 +145,7 @@ def _paths(self) -> tuple[Path, Path]:
 
 def _config(self, values: dict | None) -> TrainConfig:
     "The TrainConfig of one cell (`values` None: the reference, which does not train)."
-    out = self.paths()[1] / self.cell_id(values)
+    out = self.paths()[1] / cell_folder(self.cell_id(values))
     d = {**self.base, "sources": self.train, **(values or {}), "output_dir": str(out), "save_model": False}
     return TrainConfig.from_dict(d, where=f"{self.source or self.name}: cell {self.cell_id(values)}")
 
@@ -136,14 +160,13 @@ def _encode_with(encoder, trunk, batch_size: int, progress: bool, precision: str
         plain = lambda texts, kind: trunk.encode(texts, kind, batch_size, progress)
     else:
         plain = lambda texts, kind: encode_texts(encoder, texts, kind, batch_size, progress)
-    if precision == "fp32":
-        return plain
-    if precision != "bf16":
+    if precision not in ("fp32", "bf16"):
         raise ValueError(f"precision must be fp32 or bf16, got {precision!r}")
 
     def encode(texts, kind):
-        with torch.autocast(encoder.device.type, dtype=torch.bfloat16):
-            return plain(texts, kind)
+        with torch.autocast(encoder.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            embedded = plain(texts, kind)
+        return check_finite(embedded, f"the cell's model, encoding {len(texts)} {kind} texts for evaluation")
 
     return encode
 
@@ -178,24 +201,56 @@ def evaluate_cell_model(
     }
     return result_document(res, ix, q_emb, c_emb), tables
 
+# %% ../nbs/40_experiment.ipynb #066e1cbb
+def read_cell_result(folder) -> dict | None:
+    "The `result.json` of the cell in `folder` when it is a finished cell's (readable, with cell, timings and provenance), else None."
+    try:
+        doc = read_json(Path(folder) / "result.json")
+    except (DataError, OSError):
+        return None
+    if not isinstance(doc, dict) or not all(isinstance(doc.get(k), (str, dict)) for k in ("cell", "provenance")):
+        return None
+    return doc if isinstance(doc.get("timings"), dict) else None
+
+# %% ../nbs/40_experiment.ipynb #c7ff252a
+def set_aside(folder) -> Path:
+    "Move an unfinished cell folder to `<folder>.incomplete-<UTC time>`, with a one-line notice; returns where it went."
+    folder = Path(folder)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    dest = folder.with_name(f"{folder.name}.incomplete-{stamp}")
+    n = 1
+    while dest.exists():
+        dest, n = folder.with_name(f"{folder.name}.incomplete-{stamp}-{n}"), n + 1
+    os.replace(folder, dest)
+    print(
+        f"hybrid-replication experiment: {folder} has no valid result.json (an unfinished cell): moved aside to "
+        f"{dest.name}; the cell runs again",
+        file=sys.stderr,
+    )
+    return dest
+
 # %% ../nbs/40_experiment.ipynb #01371a94
 def write_cell(folder, doc: dict, tables: dict | None = None, files: dict | None = None) -> Path:
     """Write a cell's files into a folder beside `folder`, then rename it into place: the cell appears whole
-    or not at all. `tables`: name -> DataFrame (gzipped CSV); `files`: name -> a file to copy."""
+    or not at all. `tables`: name -> DataFrame (gzipped CSV), each vouched for by its sha256 in `result.json`
+    (`tables`); `files`: name -> a file to copy. An unfinished folder in the way is moved aside first."""
     folder = Path(folder)
     if folder.exists():
-        raise FileExistsError(f"{folder}: the cell is already written")
+        if read_cell_result(folder) is not None:
+            raise FileExistsError(f"{folder}: the cell is already written")
+        set_aside(folder)
     tmp = folder.parent / f".{folder.name}.tmp-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     try:
+        digests = {}
         for name, df in (tables or {}).items():
-            atomic_write_csv_gz(tmp / name, df)
+            digests[name] = file_sha256(atomic_write_csv_gz(tmp / name, df))
         for name, src in (files or {}).items():
             if Path(src).exists():
                 shutil.copyfile(src, tmp / name)
-        atomic_write_json(tmp / "result.json", doc)
+        atomic_write_json(tmp / "result.json", {**doc, "tables": digests} if tables else doc)
         os.replace(tmp, folder)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -216,7 +271,7 @@ def _best_weights(work: Path) -> tuple[dict, str]:
 def run_cell(grid: Grid, values: dict | None, progress: bool = True) -> dict:
     "Train one cell (resuming its run if one exists), evaluate the chosen checkpoint, write the cell's folder."
     cid, cfg = grid.cell_id(values), grid.config(values)
-    work, out = Path(cfg.output_dir), grid.paths()[0] / cid
+    work, out = Path(cfg.output_dir), grid.paths()[0] / cell_folder(cid)
     t0 = time.perf_counter()
     summary = None
     if values is not None:
@@ -255,7 +310,7 @@ def run_cell(grid: Grid, values: dict | None, progress: bool = True) -> dict:
 # %% ../nbs/40_experiment.ipynb #bfc7af8b
 def _measured_rates(out: Path, cells: list, done: list) -> tuple[float | None, float | None]:
     "Seconds per training step (validation and caching included) and per evaluation, over a grid's finished cells."
-    docs = [read_json(out / cell_id / "result.json") for cell_id, d in zip(cells, done) if d]
+    docs = [read_cell_result(out / cell_folder(cell_id)) for cell_id, d in zip(cells, done) if d]
     trained = [
         (d["timings"]["train_seconds"], (d.get("train") or {}).get("steps")) for d in docs if d.get("train")
     ]
@@ -272,8 +327,16 @@ def grid_plan(grid: Grid, patterns=None) -> pd.DataFrame:
     out = grid.paths()[0]
     cells = ([None] if grid.reference else []) + grid.cells()
     if patterns:
+        every = cells
         cells = [c for c in cells if any(fnmatch.fnmatchcase(grid.cell_id(c), p) for p in patterns)]
-    done = [(out / grid.cell_id(c) / "result.json").exists() for c in cells]
+        if not cells:
+            shown = ", ".join(grid.cell_id(c) for c in every[:3]) + (", ..." if len(every) > 3 else "")
+            raise DataError(
+                grid.source or grid.name,
+                field="--cells",
+                problem=f"{','.join(patterns)} matches no cell ({shown})",
+            )
+    done = [read_cell_result(out / cell_folder(grid.cell_id(c))) is not None for c in cells]
     step_s, eval_s = _measured_rates(out, [grid.cell_id(c) for c in cells], done)
     step_s = step_s or float(grid.estimate.get("step_seconds", 1.2))
     eval_s = eval_s or float(grid.estimate.get("eval_seconds", 120))
@@ -291,6 +354,42 @@ def grid_plan(grid: Grid, patterns=None) -> pd.DataFrame:
         }
     )
 
+# %% ../nbs/40_experiment.ipynb #90ac7eb2
+def _check_folder(path: Path, field: str, where):
+    "`path` is a folder, or can become one (no file in the way, here or above)."
+    for p in [path, *path.parents]:
+        if p.exists():
+            if not p.is_dir():
+                raise DataError(p, field=field, problem=f"is a file, not a folder (needed for {path})")
+            return
+
+
+def check_grid_inputs(grid: Grid):
+    """Everything a cell depends on, checked before any compute: the evaluation set and its languages, every training
+    source, the result and work folders. A problem is a `DataError` naming the grid file and the field."""
+    where = grid.source or grid.name
+    out, work = grid.paths()
+    _check_folder(out, "out_dir", where)
+    _check_folder(work, "work_dir", where)
+    data_dir = grid.config(grid.cells()[0]).data_dir
+    with warnings.catch_warnings():  # the run itself shows the data's warnings
+        warnings.simplefilter("ignore")
+        if grid.eval is not None:
+            dataset, langs = grid.eval["dataset"], grid.eval.get("langs")
+            if dataset == "afriqa":
+                if langs:
+                    raise DataError(where, field="eval.langs", problem="AfriQA is evaluated on all its languages")
+            else:
+                try:
+                    load_lareqa(dataset, langs=langs, data_dir=data_dir)
+                except DataError as e:
+                    raise DataError(where, field="eval", problem=f"dataset {dataset!r}: {e}") from None
+        for i, spec in enumerate(grid.train or []):
+            try:
+                source_pairs(spec, data_dir)
+            except (ValueError, TypeError, KeyError) as e:
+                raise DataError(where, field=f"train[{i}]", problem=" ".join(str(e).split())) from None
+
 # %% ../nbs/40_experiment.ipynb #18c48c61
 def run_grid(
     grid, patterns=None, dry_run: bool = False, progress: bool = True, out_dir=None, work_dir=None
@@ -302,6 +401,7 @@ def run_grid(
         grid.out_dir = str(out_dir)
     if work_dir:
         grid.work_dir = str(work_dir)
+    check_grid_inputs(grid)
     plan = grid_plan(grid, patterns)
     todo = plan[plan.status == "to do"]
     print(
@@ -309,10 +409,18 @@ def run_grid(
         f"about {todo.estimated_seconds.sum() / 60:.0f} min",
         file=sys.stderr,
     )
+    out = grid.paths()[0]
+    unfinished = [cid for cid in todo.cell if (out / cell_folder(cid)).exists()]
     if dry_run:
+        for cid in unfinished:
+            print(
+                f"{out / cell_folder(cid)}: unfinished (no valid result.json), moved aside when run",
+                file=sys.stderr,
+            )
         print(plan.to_string(index=False))
         return plan
-    out = grid.paths()[0]
+    for cid in unfinished:
+        set_aside(out / cell_folder(cid))
     for stale in out.glob(".*.tmp-*"):
         shutil.rmtree(stale, ignore_errors=True)  # a killed write left these
     by_id = {grid.cell_id(c): c for c in ([None] if grid.reference else []) + grid.cells()}
@@ -346,10 +454,15 @@ def headline_numbers(doc: dict) -> dict:
 
 # %% ../nbs/40_experiment.ipynb #c803a1ab
 def load_cells(folder) -> pd.DataFrame:
-    "One row per finished cell of a grid folder: its axes, the headline numbers, rank distance and training facts."
+    "One row per finished cell of a grid folder (folder names: `cell_folder`): its axes, the headline numbers, rank distance and training facts."
     rows = []
     for f in sorted(Path(folder).glob("*/result.json")):
-        d = read_json(f)
+        if ".incomplete-" in f.parent.name or f.parent.name.startswith("."):
+            continue  # set aside, or being written
+        d = read_cell_result(f.parent)
+        if d is None:
+            warnings.warn(f"{f}: not a finished cell's result (unreadable or incomplete); skipped", stacklevel=2)
+            continue
         row = {"cell": d["cell"], **d.get("axes", {})}
         row.update(headline_numbers(d))
         t = d.get("train") or {}
@@ -367,11 +480,30 @@ def load_cells(folder) -> pd.DataFrame:
 # %% ../nbs/40_experiment.ipynb #45a3b666
 def load_per_question(folder, cell: str, table: str = "pool") -> pd.DataFrame:
     """A cell's per-question values: `pool` (Mul.: a row per question), `pairs` (a row per question and language
-    pair) or, on AfriQA, `afriqa` (a row per question)."""
-    path = Path(folder) / cell / f"{table}.csv.gz"
+    pair) or, on AfriQA, `afriqa` (a row per question). The table must match the sha256 its `result.json` lists
+    (cells written before digests list none, and are read unvouched)."""
+    import gzip, zlib
+
+    cell_dir = Path(folder) / cell_folder(cell)
+    path = cell_dir / f"{table}.csv.gz"
     if not path.is_file():
         raise DataError(path, problem="no such cell table")
-    return pd.read_csv(path, dtype={"qid": str})
+    doc = read_cell_result(cell_dir)
+    if doc is None:
+        raise DataError(cell_dir / "result.json", problem="the cell has no valid result.json (an unfinished cell)")
+    recorded = (doc.get("tables") or {}).get(path.name)
+    if recorded is not None and file_sha256(path) != recorded:
+        raise DataError(
+            path,
+            field="sha256",
+            problem="does not match the digest in the cell's result.json (replaced or damaged)",
+        )
+    try:
+        return pd.read_csv(path, dtype={"qid": str})
+    except (EOFError, OSError, zlib.error, gzip.BadGzipFile, UnicodeDecodeError, pd.errors.ParserError) as e:
+        raise DataError(path, problem=f"truncated or unreadable table ({type(e).__name__}: {e})") from None
+    except pd.errors.EmptyDataError:
+        raise DataError(path, problem="empty table") from None
 
 # %% ../nbs/40_experiment.ipynb #f9ffb10e
 def reproduce_cell(grid, cell: str, tolerance: float = 2e-3, progress: bool = True) -> pd.DataFrame:
@@ -381,7 +513,9 @@ def reproduce_cell(grid, cell: str, tolerance: float = 2e-3, progress: bool = Tr
     import dataclasses, tempfile
 
     grid = grid if isinstance(grid, Grid) else Grid.load(grid)
-    committed = read_json(grid.paths()[0] / cell / "result.json")  # a missing cell: DataError naming the file
+    committed = read_json(
+        grid.paths()[0] / cell_folder(cell) / "result.json"
+    )  # a missing cell: DataError naming the file
     by_id = {grid.cell_id(c): c for c in ([None] if grid.reference else []) + grid.cells()}
     if cell not in by_id:
         raise DataError(grid.source or grid.name, record=cell, problem="no such cell in the grid")

@@ -209,6 +209,7 @@ def evaluate_embeddings(
     rs: RetrievalSet | LareqaIndex, q_emb: np.ndarray, c_emb: np.ndarray, chunk_size: int = 512
 ) -> LareqaResult:
     "Score every setting from question and candidate embeddings (rows in `rs` order; cosine similarity)."
+    from hybrid_replication.integrity import check_finite
     from hybrid_replication.metrics import relevant_ranks
 
     ix = rs if isinstance(rs, LareqaIndex) else LareqaIndex.from_set(rs)
@@ -216,6 +217,9 @@ def evaluate_embeddings(
         raise ValueError(
             f"{ix.name}: embeddings {q_emb.shape}/{c_emb.shape} do not match {ix.n_questions} questions/{ix.n_candidates} candidates"
         )
+    # NaN scores compare false with everything: a NaN query would rank its answer first (a "perfect" mAP)
+    check_finite(q_emb, f"{ix.name}: the query embeddings given to evaluate_embeddings")
+    check_finite(c_emb, f"{ix.name}: the candidate embeddings given to evaluate_embeddings")
     norm = lambda e: (e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)).astype(np.float32)
     q_emb, c_emb = norm(q_emb), norm(c_emb)
     # cand_ids: ties are broken by candidate id (trec_eval: descending), not by position in the pool

@@ -9,29 +9,49 @@ from collections.abc import Iterator, Mapping, Sequence
 import numpy as np
 import torch
 
+from .integrity import check_finite
+
 # %% auto #0
 __all__ = ['average_precision_from_ranks', 'reciprocal_rank_from_ranks', 'recall_at_k_from_ranks', 'hit_at_k_from_ranks',
            'precision_at_k_from_ranks', 'ndcg_at_k_from_ranks', 'parse_measure', 'trec_order', 'evaluate_run',
            'mean_measures', 'score_chunks', 'tie_keys', 'ranks_in_scores', 'relevant_ranks', 'topk', 'run_from_topk']
 
 # %% ../nbs/20_metrics.ipynb #b30a5454
+def _check_ranks(flat: np.ndarray, lens: np.ndarray):
+    "Every rank a finite integer >= 1 (one vectorised pass; the offending query is found only on failure)."
+    bad = ~np.isfinite(flat) | (flat < 1) | (flat != np.floor(flat))
+    if bad.any():
+        i = int(np.argmax(bad))
+        query = int(np.searchsorted(np.cumsum(lens), i, side="right"))
+        raise ValueError(
+            f"query {query}: rank {flat[i]:g} is not a whole number >= 1 (ranks are 1-based positions in the ranking)"
+        )
+
+
 def _padded_ranks(ranks: Sequence[np.ndarray]) -> np.ndarray:
-    "Sorted ranks of each query in the rows of one float array, padded with +inf."
+    "Sorted ranks of each query in the rows of one float array, padded with +inf; ranks must be distinct integers >= 1."
     n = len(ranks)
     lens = np.fromiter((len(r) for r in ranks), dtype=np.int64, count=n)
     out = np.full((n, max(int(lens.max(initial=0)), 1)), np.inf)
     if lens.sum():
         rows = np.repeat(np.arange(n), lens)
         cols = np.arange(lens.sum()) - np.repeat(np.cumsum(lens) - lens, lens)
-        out[rows, cols] = np.concatenate([np.asarray(r, dtype=np.float64) for r in ranks])
+        flat = np.concatenate([np.asarray(r, dtype=np.float64).reshape(-1) for r in ranks])
+        _check_ranks(flat, lens)
+        out[rows, cols] = flat
         out.sort(axis=1)
-    if (out < 1).any():
-        raise ValueError("ranks are 1-based: every rank must be >= 1")
+        same = (out[:, 1:] == out[:, :-1]) & np.isfinite(out[:, 1:])  # two relevant documents at one rank
+        if same.any():
+            q, j = np.argwhere(same)[0]
+            raise ValueError(f"query {q}: rank {out[q, j]:g} is given twice; each rank holds one document")
     return out
 
 
 def _n_relevant(n_relevant, ranks) -> np.ndarray:
-    nr = np.broadcast_to(np.asarray(n_relevant, dtype=np.float64), (len(ranks),))
+    nr = np.asarray(n_relevant, dtype=np.float64)
+    if nr.ndim and len(nr) != len(ranks):
+        raise ValueError(f"n_relevant has {len(nr)} values for {len(ranks)} queries")
+    nr = np.broadcast_to(nr, (len(ranks),))
     found = np.fromiter((len(r) for r in ranks), dtype=np.float64, count=len(ranks))
     if (nr < found).any():
         i = int(np.argmax(nr < found))
@@ -276,6 +296,8 @@ def relevant_ranks(
     "For each query, the 1-based ranks (trec_eval order, ties by candidate id descending) of its relevant candidates among all candidates."
     if len(relevant) != len(q_emb):
         raise ValueError(f"relevant has {len(relevant)} entries for {len(q_emb)} queries")
+    check_finite(q_emb, "relevant_ranks: query embeddings")
+    check_finite(c_emb, "relevant_ranks: candidate embeddings")
     keys = torch.from_numpy(tie_keys(cand_ids, len(c_emb)))
     chunks = score_chunks(q_emb, c_emb, chunk_size)
     if progress:
@@ -297,7 +319,8 @@ def topk(q_emb, c_emb_or_index, k: int, chunk_size: int = 4096) -> tuple[np.ndar
         c = np.ascontiguousarray(np.asarray(c_emb_or_index, dtype=np.float32))
         index = faiss.IndexFlatIP(c.shape[1])
         index.add(c)
-    q = np.ascontiguousarray(np.asarray(q_emb, dtype=np.float32))
+        check_finite(c, "topk: candidate embeddings")
+    q = check_finite(np.ascontiguousarray(np.asarray(q_emb, dtype=np.float32)), "topk: query embeddings")
     k = min(k, index.ntotal)
     D, I = [np.zeros((0, k), np.float32)], [np.zeros((0, k), np.int64)]
     for s in range(0, len(q), chunk_size):

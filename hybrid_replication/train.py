@@ -4,7 +4,7 @@
 
 # %% ../nbs/19_train.ipynb #2de71363
 from __future__ import annotations
-import argparse, json, math, os, random, shutil, signal, sys, threading, time
+import argparse, io, json, math, os, random, shutil, signal, sys, threading, time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +34,7 @@ from hybrid_replication.train_data import (
     pair_texts,
     training_data,
 )
+from .integrity import sha256_of
 
 # %% auto #0
 __all__ = ['linear_schedule', 'warmup_steps', 'seed_everything', 'rng_state', 'set_rng_state', 'JsonlLog', 'EarlyStopping',
@@ -138,17 +139,43 @@ class EarlyStopping:
         self.best, self.best_step, self.bad = d["best"], d["best_step"], d["bad"]
 
 # %% ../nbs/19_train.ipynb #5ae86171
+_CHECKPOINT_HEADER = b"hybrid-replication checkpoint sha256="
+
+
 def save_checkpoint(path, state: dict) -> Path:
-    "Write a checkpoint atomically."
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    "Write a checkpoint atomically: one header line with the sha256 of the payload, then `torch.save`'s bytes."
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    payload = buffer.getvalue()
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(_CHECKPOINT_HEADER + sha256_of(payload).encode("ascii") + b"\n")
+        f.write(payload)
     return Path(path)
 
 # %% ../nbs/19_train.ipynb #397dfc1e
 def load_checkpoint(path) -> dict:
+    "A checkpoint written by `save_checkpoint`, after its sha256 is checked; anything else is a `DataError` naming the file."
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as e:
+        raise DataError(path, problem=f"cannot read checkpoint: {e}") from None
+    if not raw.startswith(_CHECKPOINT_HEADER):
+        raise DataError(
+            path,
+            problem="checkpoint without a content digest (written before digests, or not this package's): it cannot "
+            "be verified; delete it (or the whole output_dir) to start the run over",
+        )
+    header, _, payload = raw.partition(b"\n")
+    if sha256_of(payload) != header[len(_CHECKPOINT_HEADER) :].decode("ascii", "replace"):
+        raise DataError(
+            path,
+            field="sha256",
+            problem="checkpoint content does not match its sha256 (damaged since it was written): refusing to use "
+            "it; delete it (or the whole output_dir) to start the run over",
+        )
     # our own file: it holds NumPy and Python RNG states, which `weights_only` loading refuses
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        return torch.load(io.BytesIO(payload), map_location="cpu", weights_only=False)
     except Exception as e:
         raise DataError(path, problem=f"cannot read checkpoint: {e}") from None
 

@@ -4,7 +4,7 @@
 
 # %% ../nbs/16_trunk.ipynb #5c945825
 from __future__ import annotations
-import hashlib, os, time, warnings
+import hashlib, json, os, time, warnings
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 
 from .encoder import _tensor_bytes, run_layers, transformer_layers
 from .core import atomic_path, atomic_write_json, cache_dir, read_json
+from .integrity import file_sha256, sha256_of
 
 # %% auto #0
 __all__ = ['frozen_fingerprint', 'trunk_output', 'HiddenStore', 'trunk_cache_dir', 'text_key', 'FrozenTrunk']
@@ -61,10 +62,17 @@ def trunk_output(model, features: dict, n_frozen: int) -> torch.Tensor:
         model.train(was_training)
 
 # %% ../nbs/16_trunk.ipynb #b2ee1660
+def _segment_digest(meta: dict, data_path: Path) -> str:
+    "sha256 of a segment: its key list and offsets (in order) and the bytes of its data file."
+    return sha256_of(json.dumps([meta["keys"], meta["offsets"]]), file_sha256(data_path))
+
+
 class HiddenStore:
     """Ragged float arrays on disk, by key. Each `add` writes one segment: `seg-*.npy` (the rows of all
     its arrays end to end) and then `seg-*.json` (their keys and row offsets); reading memory-maps the
-    segments. A segment counts once its index exists, so a killed `add` leaves nothing half-read."""
+    segments. A segment counts once its index exists, so a killed `add` leaves nothing half-read. The index holds the
+    sha256 of itself and the data: a segment that fails it (noise, a reordered key list, a file from elsewhere, or
+    one written before digests) is a warning, is removed, and its texts are computed again."""
 
     def __init__(self, folder):
         self.folder = Path(folder)
@@ -80,11 +88,17 @@ class HiddenStore:
             self._seen.add(index.name)
             try:
                 meta = read_json(index)
+                if meta.get("sha256") is None:
+                    raise ValueError("no content digest (written before digests were recorded): unverified")
+                if _segment_digest(meta, index.with_suffix(".npy")) != meta["sha256"]:
+                    raise ValueError("content does not match its sha256 (damaged, reordered or replaced)")
                 data = np.load(index.with_suffix(".npy"), mmap_mode="r")
                 if data.ndim != 2 or data.shape[0] != meta["offsets"][-1]:
                     raise ValueError(f"shape {data.shape}")
-            except Exception as e:  # a damaged segment: its texts are computed again
-                warnings.warn(f"{index}: unreadable trunk cache segment ({e}); ignoring it", stacklevel=2)
+            except Exception as e:  # a damaged segment: removed, its texts are computed again
+                warnings.warn(f"{index}: unusable trunk cache segment ({e}); removing it", stacklevel=2)
+                for part in (index, index.with_suffix(".npy")):
+                    part.unlink(missing_ok=True)
                 continue
             number = len(self._segments)
             self._segments.append(data)
@@ -113,7 +127,9 @@ class HiddenStore:
         name = f"seg-{time.time_ns():020d}-{os.getpid()}"
         with atomic_path(self.folder / f"{name}.npy") as tmp, open(tmp, "wb") as f:
             np.save(f, data)
-        atomic_write_json(self.folder / f"{name}.json", {"keys": list(keys), "offsets": offsets}, indent=None)
+        meta = {"keys": list(keys), "offsets": offsets}
+        meta["sha256"] = _segment_digest(meta, self.folder / f"{name}.npy")
+        atomic_write_json(self.folder / f"{name}.json", meta, indent=None)
         self.refresh()
 
 # %% ../nbs/16_trunk.ipynb #ad8062fe

@@ -229,6 +229,7 @@ class TrainConfig:
     eval_every: int = 0  # validation loss every N steps (and at the end); 0: never
     ckpt_every: int = 0  # checkpoint every N steps (always at the end and on SIGINT/SIGTERM)
     patience: int = 0  # early stopping after N evaluations without improvement; 0: off
+    eval_at_steps: list = field(default_factory=list)  # a fixed budget: keep the trainable weights at these steps
     log_every: int = 1
     save_model: bool = True  # write the final and best encoders (Sentence-Transformers folders)
     output_dir: str = "runs/train"
@@ -269,6 +270,15 @@ class TrainConfig:
             )
         if self.trainable_layers is not None and self.freeze_layers:
             bad("trainable_layers", "give trainable_layers or freeze_layers, not both")
+        steps = self.eval_at_steps
+        if not isinstance(steps, list) or not all(type(x) is int and x >= 1 for x in steps):
+            bad("eval_at_steps", f"{steps!r} is not a list of step numbers (integers >= 1)")
+        if steps != sorted(set(steps)):
+            bad("eval_at_steps", f"{steps} must increase, each step once")
+        if steps and self.max_steps and steps[-1] > self.max_steps:
+            bad("eval_at_steps", f"step {steps[-1]} is after the run's end (max_steps {self.max_steps})")
+        if steps and self.patience:
+            bad("eval_at_steps", "is a fixed budget: early stopping (patience) would end the run before its steps")
         if self.patience and not self.eval_every:
             bad("patience", "early stopping needs eval_every > 0")
         if self.val_fraction and self.val_source:

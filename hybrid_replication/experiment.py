@@ -118,7 +118,7 @@ def cell_folder(cell_id: str) -> str:
     name = urllib.parse.quote(cell_id, safe=_FOLDER_SAFE)
     return "%2E" + name[1:] if name.startswith(".") else name  # never a hidden folder, never '..'
 
-
+# %% ../nbs/40_experiment.ipynb #0163c9cb
 def cell_id_of_folder(name: str) -> str:
     "The cell id a folder name stands for (the inverse of `cell_folder`)."
     return urllib.parse.unquote(name)
@@ -230,10 +230,13 @@ def set_aside(folder) -> Path:
     return dest
 
 # %% ../nbs/40_experiment.ipynb #01371a94
-def write_cell(folder, doc: dict, tables: dict | None = None, files: dict | None = None) -> Path:
+def write_cell(
+    folder, doc: dict, tables: dict | None = None, files: dict | None = None, folders: dict | None = None
+) -> Path:
     """Write a cell's files into a folder beside `folder`, then rename it into place: the cell appears whole
     or not at all. `tables`: name -> DataFrame (gzipped CSV), each vouched for by its sha256 in `result.json`
-    (`tables`); `files`: name -> a file to copy. An unfinished folder in the way is moved aside first."""
+    (`tables`); `files`: name -> a file to copy; `folders`: name -> a folder to copy (a fixed budget's
+    evaluations at each step). An unfinished folder in the way is moved aside first."""
     folder = Path(folder)
     if folder.exists():
         if read_cell_result(folder) is not None:
@@ -250,6 +253,8 @@ def write_cell(folder, doc: dict, tables: dict | None = None, files: dict | None
         for name, src in (files or {}).items():
             if Path(src).exists():
                 shutil.copyfile(src, tmp / name)
+        for name, src in (folders or {}).items():
+            shutil.copytree(src, tmp / name)
         atomic_write_json(tmp / "result.json", {**doc, "tables": digests} if tables else doc)
         os.replace(tmp, folder)
     except BaseException:
@@ -258,18 +263,46 @@ def write_cell(folder, doc: dict, tables: dict | None = None, files: dict | None
     return folder
 
 # %% ../nbs/40_experiment.ipynb #26d78973
-def _best_weights(work: Path) -> tuple[dict, str]:
-    "The trainable weights to evaluate: the best validation checkpoint, else the last one."
+def _best_weights(work: Path, last: bool = False) -> tuple[dict, str]:
+    "The trainable weights to evaluate: the best validation checkpoint (unless `last`), else the last one."
     best = work / "best_trainable.pt"
-    if best.exists():
+    if best.exists() and not last:
         saved = load_checkpoint(best)
         return saved["model"], f"best validation loss (step {saved['step']})"
     saved = load_checkpoint(work / "checkpoint.pt")
     return saved["model"], f"last (step {saved['step']})"
 
 
+def _load_trainable(encoder, state: dict, where):
+    "Load trainable weights into `encoder`; weights it does not have are an error naming `where`."
+    unexpected = encoder.load_state_dict(state, strict=False).unexpected_keys
+    if unexpected:
+        raise ValueError(f"{where}: checkpoint weights the encoder does not have: {unexpected[:3]}")
+
+
+def _evaluate_steps(grid: Grid, cfg, values: dict, encoder, evaluate, progress: bool) -> dict:
+    """A fixed budget's learning curve: each `eval_at_steps` snapshot evaluated into its own result folder
+    (`step=N`, with per-question tables) under the run's `steps/`; one already written is kept (resume)."""
+    work, folders = Path(cfg.output_dir), {}
+    for step in cfg.eval_at_steps:
+        folder = work / "steps" / f"step={step}"
+        if read_cell_result(folder) is None:
+            t0 = time.perf_counter()
+            _load_trainable(encoder, load_checkpoint(work / "snapshots" / f"step-{step:06d}.pt")["model"], work)
+            evaluation, tables = evaluate()
+            doc = {"grid": grid.name, "cell": f"step={step}", "axes": {**values, "step": step}, **evaluation}
+            doc["checkpoint"] = f"step {step} of a fixed budget"
+            doc["timings"] = {"train_seconds": 0.0, "eval_seconds": round(time.perf_counter() - t0, 1)}
+            doc["provenance"] = provenance(cfg.to_dict(), cfg.seed, grid=grid.source)
+            write_cell(folder, doc, tables)
+        folders[step] = folder
+    return folders
+
+
 def run_cell(grid: Grid, values: dict | None, progress: bool = True) -> dict:
-    "Train one cell (resuming its run if one exists), evaluate the chosen checkpoint, write the cell's folder."
+    """Train one cell (resuming its run if one exists), evaluate the chosen checkpoint, write the cell's folder.
+    With `eval_at_steps` the weights at each of those steps are evaluated too, each into `steps/step=N/` inside
+    the cell (a learning curve); the cell's own numbers are then the last weights'."""
     cid, cfg = grid.cell_id(values), grid.config(values)
     work, out = Path(cfg.output_dir), grid.paths()[0] / cell_folder(cid)
     t0 = time.perf_counter()
@@ -281,15 +314,11 @@ def run_cell(grid: Grid, values: dict | None, progress: bool = True) -> dict:
             raise stop(f"cell {cid} interrupted; its checkpoint resumes it")
     train_seconds = time.perf_counter() - t0
     doc = {"grid": grid.name, "cell": cid, "axes": values or {}, "checkpoint": "untuned base model"}
+    steps = {}
     if grid.eval is not None:
         encoder = build_encoder(cfg)
-        if values is not None:
-            state, doc["checkpoint"] = _best_weights(work)
-            unexpected = encoder.load_state_dict(state, strict=False).unexpected_keys
-            if unexpected:
-                raise ValueError(f"{work}: checkpoint weights the encoder does not have: {unexpected[:3]}")
         trunk = frozen_trunk(encoder, cfg, progress=progress)
-        evaluation, tables = evaluate_cell_model(
+        evaluate = lambda: evaluate_cell_model(
             encoder,
             trunk,
             grid.eval["dataset"],
@@ -298,13 +327,21 @@ def run_cell(grid: Grid, values: dict | None, progress: bool = True) -> dict:
             progress=progress,
             precision=cfg.precision,
         )
+        if values is not None and cfg.eval_at_steps:
+            steps = _evaluate_steps(grid, cfg, values, encoder, evaluate, progress)
+            doc["steps"] = {str(s): headline_numbers(read_cell_result(f)) for s, f in steps.items()}
+        if values is not None:
+            state, doc["checkpoint"] = _best_weights(work, last=bool(cfg.eval_at_steps))
+            _load_trainable(encoder, state, work)
+        evaluation, tables = evaluate()
         doc.update(evaluation)
     eval_seconds = time.perf_counter() - t0 - train_seconds
     doc["train"] = summary
     doc["timings"] = {"train_seconds": round(train_seconds, 1), "eval_seconds": round(eval_seconds, 1)}
     command = f"hybrid-replication experiment {grid.source} --cells {cid}"
     doc["provenance"] = provenance(cfg.to_dict(), cfg.seed, grid=grid.source, grid_axes=grid.axes, command=command)
-    write_cell(out, doc, tables if grid.eval is not None else {}, {"train_log.jsonl": work / "log.jsonl"})
+    folders = {f"steps/{f.name}": f for f in steps.values()}
+    write_cell(out, doc, tables if grid.eval is not None else {}, {"train_log.jsonl": work / "log.jsonl"}, folders)
     return doc
 
 # %% ../nbs/40_experiment.ipynb #bfc7af8b

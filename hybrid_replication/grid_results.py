@@ -48,9 +48,12 @@ LABELS = {
 # %% ../nbs/41_grid_results.ipynb #ca175c95
 class CellMatrices:
     """One cell's per-question values as [group x question id] matrices (NaN where a group lacks the question);
-    with `query_lang`, only the questions asked in that language."""
+    with `query_lang`, only the questions asked in that language. `cell` is a cell id in `folder`, or a Path to
+    any cell folder."""
 
     def __init__(self, folder, cell: str, qids: np.ndarray | None = None, query_lang: str | None = None):
+        if isinstance(cell, Path):  # a cell anywhere, e.g. one step of a learning curve: <cell>/steps/step=N
+            folder, cell = cell.parent, cell.name
         pool, pairs = load_per_question(folder, cell, "pool"), load_per_question(folder, cell, "pairs")
         pairs = pairs.assign(pair=pairs.qlang + ">" + pairs.clang)
         self.qids = np.array(sorted(set(pool.qid))) if qids is None else np.asarray(qids)

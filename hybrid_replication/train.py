@@ -571,7 +571,8 @@ def _summary(run: _Run, stopped: str | None, finished: bool, signum) -> dict:
 # %% ../nbs/19_train.ipynb #4099dab7
 def train(config, resume: bool = False, progress: bool = True, stop_at_step: int | None = None) -> dict:
     """Fine-tune the encoder of `config` (a TrainConfig, dict or path). Writes under `output_dir`:
-    `config.yaml`, `log.jsonl`, `checkpoint.pt`, `summary.json` and the `final/` and `best/` encoders.
+    `config.yaml`, `log.jsonl`, `checkpoint.pt`, `summary.json` and the `final/` and `best/` encoders, and
+    `snapshots/step-N.pt` (the trainable weights) at each step of `eval_at_steps`.
     `resume=True` continues from `checkpoint.pt`. `stop_at_step` stops as SIGINT would (for tests).
     Under `torchrun` every rank runs this; rank 0 writes the files."""
     if isinstance(config, TrainConfig):
@@ -622,6 +623,11 @@ def train(config, resume: bool = False, progress: bool = True, stop_at_step: int
             bar.set_postfix(loss=f"{running:.4f}", lr=f"{lr:.2e}")
             if cfg.eval_every and run.step % cfg.eval_every == 0:
                 run.evaluate()
+            if run.step in cfg.eval_at_steps and info.is_main:  # a fixed budget's learning curve: evaluated later
+                save_checkpoint(
+                    out / "snapshots" / f"step-{run.step:06d}.pt",
+                    {"step": run.step, "model": trainable_state(run.encoder)},
+                )
             if any_rank(sig.flag):
                 stopped = "signal"
             elif run.step == stop_at_step:

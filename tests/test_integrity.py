@@ -209,9 +209,16 @@ def test_a_checkpoint_without_a_digest_is_refused_with_how_to_start_over(tmp_pat
 @pytest.fixture(scope="module")
 def finished_grid(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("grid")
+    before = os.environ.get("HYBRID_REPLICATION_CACHE")
     os.environ["HYBRID_REPLICATION_CACHE"] = str(tmp / "cache")
-    (tmp / "grid.yaml").write_text(GRID)
-    run_grid(tmp / "grid.yaml", progress=False, out_dir=tmp / "results", work_dir=tmp / "runs")
+    try:
+        (tmp / "grid.yaml").write_text(GRID)
+        run_grid(tmp / "grid.yaml", progress=False, out_dir=tmp / "results", work_dir=tmp / "runs")
+    finally:
+        if before is None:
+            os.environ.pop("HYBRID_REPLICATION_CACHE", None)
+        else:
+            os.environ["HYBRID_REPLICATION_CACHE"] = before
     return tmp
 
 

@@ -118,7 +118,7 @@ def cell_folder(cell_id: str) -> str:
     name = urllib.parse.quote(cell_id, safe=_FOLDER_SAFE)
     return "%2E" + name[1:] if name.startswith(".") else name  # never a hidden folder, never '..'
 
-# %% ../nbs/40_experiment.ipynb #0163c9cb
+# %% ../nbs/40_experiment.ipynb #be73ce44
 def cell_id_of_folder(name: str) -> str:
     "The cell id a folder name stands for (the inverse of `cell_folder`)."
     return urllib.parse.unquote(name)

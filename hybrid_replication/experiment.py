@@ -74,6 +74,9 @@ class Grid:
         missing = [k for k in ("name", "base", "train", "eval", "axes") if k not in d]
         if missing:
             raise DataError(path, field=missing[0], problem="missing")
+        for name in ("base", "axes"):
+            if not isinstance(d[name], dict):
+                raise DataError(path, field=name, problem=f"must be a mapping of field: value, not {d[name]!r}")
         grid = cls(**d, source=str(path))
         grid.check()
         return grid

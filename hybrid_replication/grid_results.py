@@ -17,7 +17,7 @@ from .stats import bootstrap_p, detectable_effect, seed_t_interval
 # %% auto #0
 __all__ = ['STATISTICS', 'LABELS', 'SAMPLERS', 'CellMatrices', 'seed_picks', 'grid_bootstrap', 'headline_table', 'comparison',
            'difference', 'seed_means', 'pair_matrix_mean', 'difference_heatmap', 'pair_ties', 'sampler_groups',
-           'seeds_finished', 'afriqa_bootstrap']
+           'seeds_finished', 'afriqa_bootstrap', 'choose_budget']
 
 # %% ../nbs/41_grid_results.ipynb #f7bf8979
 # name -> (table, value column, group column, rows, average): "macro" = mean over groups of group means,
@@ -364,3 +364,23 @@ def afriqa_bootstrap(
         "n_boot": n_boot,
         "n_questions": len(qids),
     }
+
+# %% ../nbs/41_grid_results.ipynb #f4a0faa5
+def choose_budget(
+    curves: dict[str, pd.Series], every: int = 100, tolerance: float = 0.01, at_least: int = 500, points: int = 4
+) -> dict:
+    """The fixed budget from pilot validation-loss curves (name -> loss by step): the first multiple of `every`
+    after which no curve's best loss improves by more than `tolerance` (relative), at least `at_least`; and
+    `points` evaluation steps evenly spaced up to it (multiples of 25)."""
+    if not curves:
+        raise ValueError("choose_budget needs at least one validation-loss curve")
+    last = min(int(c.index.max()) for c in curves.values())
+    plateau = None
+    for step in range(every, last + 1, every):
+        if all(c[c.index <= step].min() <= c.min() * (1 + tolerance) for c in curves.values()):
+            plateau = step
+            break
+    plateau = plateau or last
+    budget = max(plateau, at_least)
+    steps = sorted({int(round(budget * (i + 1) / points / 25)) * 25 for i in range(points)})
+    return {"plateau": plateau, "max_steps": budget, "eval_at_steps": steps, "curves_end": last}

@@ -397,6 +397,21 @@ def evaluate_and_save(
     return doc, out
 
 # %% ../nbs/25_lareqa_eval.ipynb #09e8f015
+def _check_evaluate_args(a):
+    "Refuse bad options before any compute or output: threads, resampling, and where the outputs go."
+    from pathlib import Path
+    from hybrid_replication.core import DataError
+    from hybrid_replication.stats import _check_resampling
+
+    if a.threads is not None and a.threads < 1:
+        raise ValueError(f"field 'threads' (--threads): {a.threads} must be >= 1")
+    _check_resampling(a.n_boot, a.seed)
+    if a.out is not None and Path(a.out).is_dir():
+        raise DataError(a.out, field="--out", problem="is a folder: give the result file's path")
+    if a.plots is not None and Path(a.plots).exists() and not Path(a.plots).is_dir():
+        raise DataError(a.plots, field="--plots", problem="is a file: give a folder for the figures")
+
+
 def evaluate_cli(argv=None) -> int:
     "`hybrid-replication evaluate`: one model on one LAReQA set; JSON results with provenance, optional figures."
     ap = argparse.ArgumentParser(prog="hybrid-replication evaluate", description=evaluate_cli.__doc__)
@@ -429,6 +444,7 @@ def evaluate_cli(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     ap.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     a = ap.parse_args(argv)
+    _check_evaluate_args(a)
     if a.threads:
         import torch
 

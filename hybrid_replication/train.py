@@ -448,6 +448,8 @@ def _start_run(cfg: TrainConfig, info, progress: bool) -> _Run:
         model = DDP(model, device_ids=device_ids, find_unused_parameters=True)
     optimizer = make_optimizer(encoder, cfg)
     warm = warmup_steps(cfg, total)
+    if warm > total:  # an epoch-based run is only sized here; a warm-up longer than it never reaches the lr
+        raise ValueError(f"TrainConfig field 'warmup_steps': {warm} is longer than the run ({total} steps)")
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: linear_schedule(s, warm, total))
     loss_options = dict(temperature=cfg.temperature, symmetric=cfg.symmetric)
     return _Run(

@@ -15,7 +15,7 @@ from .stats import holm_adjust, seeds_to_detect
 # %% auto #0
 __all__ = ['CLAIMS', 'VERDICTS', 'TESTABLE', 'RULES_VERSION', 'Claim', 'get_claim', 'Outcome', 'check_outcome', 'Criterion',
            'combine_outcomes', 'format_near', 'holm_family', 'decide', 'project_root', 'verdict_dir', 'first_rule',
-           'Verdict', 'save_verdict', 'verdict_table', 'verdict_summary', 'real_data']
+           'Verdict', 'save_verdict', 'verdict_table', 'verdict_summary', 'real_data', 'robustness_summary']
 
 # %% ../nbs/30_verdicts.ipynb #1ad70e34
 @dataclass(frozen=True)
@@ -211,6 +211,13 @@ def _label_counts(labels) -> str:
     return ", ".join(f"{labels.count(k)} {k}" for k in VERDICTS if labels.count(k))
 
 
+def _part_name(part: str, name: str) -> str:
+    "An effect's name with the part it decided ('MLQA-R -> XQuAD-R: hybrid - X-Y: Mul. mAP'), never twice."
+    if not name or name in part:
+        return part
+    return name if part in name else f"{part}: {name}"
+
+
 def combine_outcomes(parts: dict[str, Outcome]) -> Outcome:
     """One outcome from several named parts. Only testable parts count: all alike -> that label; a mix ->
     partly holds, the reason starting with the count of each label. Untestable parts are listed last and never
@@ -234,11 +241,8 @@ def combine_outcomes(parts: dict[str, Outcome]) -> Outcome:
     counts = _label_counts(labels) if testable else ""
     reason = (f"{counts}; " if counts else "") + "; ".join(listed)
     commands = "; ".join(f"{n}: {o.command}" for n, o in parts.items() if o.command)
-    # each effect keeps the name of the part it decided ('MLQA-R -> XQuAD-R: hybrid - X-Y: Mul. mAP')
     effects = tuple(
-        e if n in str(e.get("name", "")) else {**e, "name": f"{n}: {e.get('name', '')}".rstrip(": ")}
-        for n, o in parts.items()
-        for e in o.effects
+        {**e, "name": _part_name(n, str(e.get("name", "")))} for n, o in parts.items() for e in o.effects
     )
     return Outcome(label, reason, commands or None, effects)
 
@@ -558,3 +562,23 @@ def real_data(*names: str) -> Path | None:
         return None
     root = Path(root).expanduser()
     return root if root.is_dir() and all((root / n).is_dir() for n in names) else None
+
+# %% ../nbs/30_verdicts.ipynb #eeacbe64
+def robustness_summary(labels: dict[str, str | None]) -> str:
+    """One line from a claim's label per regime (None: no cells yet): 'holds in every regime', 'does not hold in
+    every regime', 'inconclusive throughout', or 'depends on the regime (R1: holds; R3: inconclusive)'."""
+    done = {r: l for r, l in labels.items() if l is not None and l != "not testable here"}
+    waiting = [r for r, l in labels.items() if l is None]
+    tail = f"; waiting for {', '.join(waiting)}" if waiting else ""
+    kinds = set(done.values())
+    if not done:
+        return "no regime decided yet" + tail
+    if kinds == {"holds"}:
+        head = "holds in every regime"
+    elif kinds == {"does not hold"}:
+        head = "does not hold in every regime"
+    elif kinds == {"inconclusive"}:
+        head = "inconclusive throughout"
+    else:
+        head = "depends on the regime (" + "; ".join(f"{r}: {l}" for r, l in done.items()) + ")"
+    return head + f" ({len(done)} regime{'s' if len(done) > 1 else ''})" + tail

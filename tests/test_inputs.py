@@ -183,11 +183,31 @@ def test_a_5000_digit_integer_in_a_data_file_exits_2(tmp_path, capsys):
     ],
 )  # fmt: skip
 def test_a_full_disk_names_the_folder_and_exits_2(tmp_path, capsys, monkeypatch, failure):
-    def full_disk(obj, f, *args, **kwargs):
-        Path(f).write_bytes(b"PK\x03\x04 half")  # what a writer leaves when the disk fills up
-        raise failure
+    "The checkpoint's bytes go to disk through `open(..., 'wb')` (torch.save fills a buffer first): fill the disk there."
+    import builtins
+    from hybrid_replication import train as train_module
 
-    monkeypatch.setattr(torch, "save", full_disk)
+    real_open = builtins.open
+
+    class FullDisk:
+        def __init__(self, f):
+            self.f = f
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def write(self, data):
+            self.f.write(data[:8])  # what a writer leaves when the disk fills up
+            raise failure
+
+    def full_disk_open(file, mode="r", *args, **kwargs):
+        f = real_open(file, mode, *args, **kwargs)
+        return FullDisk(f) if mode == "wb" else f
+
+    monkeypatch.setattr(train_module, "open", full_disk_open, raising=False)
     cfg = config(tmp_path, "max_steps: 1")
     run = tmp_path / "run"
     one_line_error(capsys, ["train", "--config", cfg, "--no-progress"], "checkpoint.pt", f"no space left on {run}")
@@ -240,3 +260,35 @@ def test_resampling_options_name_themselves(tmp_path, capsys, option, value):
     assert main([*map(str, argv), option, value]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and f"({option}): {value} must be" in err.strip().splitlines()[-1], err
+
+
+@pytest.mark.parametrize("option, value", [("--n-boot", "0"), ("--seed", "-1"), ("--threads", "-3")])
+def test_evaluate_options_are_refused_before_any_compute(tmp_path, capsys, option, value):
+    "Refused at once: one line on stderr and no progress before it (nothing was encoded)."
+    argv = [a for a in evaluate(tmp_path, demo_folder(tmp_path)) if a not in ("--n-boot", "10")]
+    one_line_error(capsys, [*argv, option, value], f"({option}): {value} must be")
+
+
+def test_evaluate_outputs_are_checked_before_anything_is_written(tmp_path, capsys):
+    folder = demo_folder(tmp_path)
+    (tmp_path / "a_folder").mkdir()
+    argv = evaluate(tmp_path, folder)
+    argv[argv.index("--out") + 1] = tmp_path / "a_folder"
+    one_line_error(capsys, argv, "a_folder", "--out")
+    (tmp_path / "a_file").write_text("x")
+    plots = [*evaluate(tmp_path, folder), "--plots", tmp_path / "a_file"]
+    one_line_error(capsys, plots, "a_file", "--plots", "is a file")
+    assert not (tmp_path / "r.json").exists() and not (tmp_path / "cache").exists()  # nothing was written
+
+
+def test_a_grid_whose_base_is_null_exits_2(tmp_path, capsys):
+    grid = tmp_path / "g.yaml"
+    grid.write_text("name: g\nbase: null\ntrain: [{name: demo}]\neval: {dataset: demo}\naxes: {seed: [0]}\n")
+    one_line_error(capsys, ["experiment", grid, "--dry-run"], "g.yaml", "field 'base'", "must be a mapping")
+
+
+def test_a_warmup_longer_than_an_epoch_based_run_is_refused(tmp_path, capsys):
+    cfg = config(tmp_path, "max_steps: null\nepochs: 1\nwarmup_steps: 10000").read_text()
+    path = tmp_path / "w.yaml"
+    path.write_text(cfg.replace("max_steps: 2\n", ""))
+    one_line_error(capsys, ["train", "--config", path], "warmup_steps", "longer than the run")

@@ -566,19 +566,18 @@ def real_data(*names: str) -> Path | None:
 # %% ../nbs/30_verdicts.ipynb #eeacbe64
 def robustness_summary(labels: dict[str, str | None]) -> str:
     """One line from a claim's label per regime (None: no cells yet): 'holds in every regime', 'does not hold in
-    every regime', 'inconclusive throughout', or 'depends on the regime (R1: holds; R3: inconclusive)'."""
+    every regime' (any one label alike everywhere), 'inconclusive throughout', or 'depends on the regime (R1: holds;
+    R3: inconclusive)'."""
     done = {r: l for r, l in labels.items() if l is not None and l != "not testable here"}
     waiting = [r for r, l in labels.items() if l is None]
     tail = f"; waiting for {', '.join(waiting)}" if waiting else ""
     kinds = set(done.values())
     if not done:
         return "no regime decided yet" + tail
-    if kinds == {"holds"}:
-        head = "holds in every regime"
-    elif kinds == {"does not hold"}:
-        head = "does not hold in every regime"
-    elif kinds == {"inconclusive"}:
+    if kinds == {"inconclusive"}:
         head = "inconclusive throughout"
+    elif len(kinds) == 1:
+        head = f"{kinds.pop()} in every regime"
     else:
         head = "depends on the regime (" + "; ".join(f"{r}: {l}" for r, l in done.items()) + ")"
     return head + f" ({len(done)} regime{'s' if len(done) > 1 else ''})" + tail

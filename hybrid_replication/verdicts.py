@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, NamedTuple
 import pandas as pd
-from .core import atomic_write_json, read_json, provenance, jsonable
+from .core import _finite_or_null, atomic_write_json, jsonable, provenance, read_json
 from .stats import holm_adjust, seeds_to_detect
 
 # %% auto #0
@@ -463,7 +463,8 @@ def save_verdict(v: Verdict, path=None, config=None, **extra) -> Path | None:
             f"{v.claim.id}: under nbdev_test, so {out} was left as it is (hybrid-replication notebooks writes it)"
         )
         return None
-    body = jsonable({**v.to_dict(), "first_rule": first_rule(v.claim.id, path)})
+    # as it reads back: NaN (an undefined interval) is written as null, so compare with null
+    body = _finite_or_null(jsonable({**v.to_dict(), "first_rule": first_rule(v.claim.id, path)}))
     # an unchanged verdict keeps its file (and the provenance of the run that first measured it),
     # so re-running the notebooks does not churn committed results
     if out.exists() and {k: x for k, x in read_json(out).items() if k != "provenance"} == body:

@@ -69,6 +69,7 @@ _NUMBER_RULES = {
     "alpha": dict(low=0, high=1),
     "batch_size": dict(integer=True, low=2, why="in-batch negatives need at least 2"),
     "hard_negatives": _NOT_NEGATIVE_INT,
+    "reinit_top": _NOT_NEGATIVE_INT,
     "temperature": dict(low=1e-3, high=100, optional=True, why=_TEMPERATURE),
     "lr": dict(low=0, low_open=True),
     "weight_decay": dict(low=0),
@@ -192,6 +193,7 @@ class TrainConfig:
     trainable_layers: int | None = (
         None  # train only the top k blocks over a cached frozen trunk (`trunk`); None: all
     )
+    reinit_top: int = 0  # re-initialise the top N blocks before training: a proxy for a start not retrieval-tuned
     # data
     sources: list = field(
         default_factory=lambda: [{"name": "mlqa-r"}]
@@ -270,6 +272,8 @@ class TrainConfig:
             )
         if self.trainable_layers is not None and self.freeze_layers:
             bad("trainable_layers", "give trainable_layers or freeze_layers, not both")
+        if self.reinit_top and self.trainable_layers is not None and self.reinit_top > self.trainable_layers:
+            bad("reinit_top", f"{self.reinit_top} blocks, but only the top {self.trainable_layers} are trained")
         steps = self.eval_at_steps
         if not isinstance(steps, list) or not all(type(x) is int and x >= 1 for x in steps):
             bad("eval_at_steps", f"{steps!r} is not a list of step numbers (integers >= 1)")

@@ -32,9 +32,9 @@ from .integrity import check_finite, file_sha256
 from .train import load_checkpoint, train
 
 # %% auto #0
-__all__ = ['HEADLINE', 'Grid', 'cell_folder', 'cell_id_of_folder', 'evaluate_cell_model', 'read_cell_result', 'set_aside',
-           'write_cell', 'run_cell', 'grid_plan', 'check_grid_inputs', 'run_grid', 'headline_numbers', 'load_cells',
-           'load_per_question', 'reproduce_cell', 'experiment_cli']
+__all__ = ['STEP_TABLES', 'HEADLINE', 'Grid', 'cell_folder', 'cell_id_of_folder', 'evaluate_cell_model', 'read_cell_result',
+           'set_aside', 'write_cell', 'run_cell', 'grid_plan', 'cell_megabytes', 'check_grid_inputs', 'run_grid',
+           'headline_numbers', 'load_cells', 'load_per_question', 'reproduce_cell', 'experiment_cli']
 
 # %% ../nbs/40_experiment.ipynb #9ab0aa0d
 @dataclass
@@ -283,21 +283,37 @@ def _load_trainable(encoder, state: dict, where):
         raise ValueError(f"{where}: checkpoint weights the encoder does not have: {unexpected[:3]}")
 
 
+STEP_TABLES = ("pool.csv.gz", "afriqa.csv.gz")  # a step keeps these per-question tables, not the pairs table
+
+
+def _same_weights(a: dict, b: dict, where) -> None:
+    "Raise unless the two state dicts hold the same tensors under the same names."
+    if sorted(a) != sorted(b) or not all(torch.equal(a[k], b[k]) for k in a):
+        raise ValueError(f"{where}: the last snapshot does not hold the run's last weights")
+
+
+def _write_step(folder: Path, grid: Grid, cfg, values: dict, step: int, evaluation: dict, tables: dict, **doc):
+    "One learning-curve point: a result folder like a cell's, with the per-question tables of `STEP_TABLES`."
+    axes = {**values, "step": step}
+    doc = {"grid": grid.name, "cell": f"step={step}", "axes": axes, **evaluation, **doc}
+    doc["provenance"] = provenance(cfg.to_dict(), cfg.seed, grid=grid.source)
+    write_cell(folder, doc, {name: t for name, t in tables.items() if name in STEP_TABLES})
+
+
 def _evaluate_steps(grid: Grid, cfg, values: dict, encoder, evaluate, progress: bool) -> dict:
-    """A fixed budget's learning curve: each `eval_at_steps` snapshot evaluated into its own result folder
-    (`step=N`, with per-question tables) under the run's `steps/`; one already written is kept (resume)."""
+    """A fixed budget's learning curve: each `eval_at_steps` snapshot before the run's last step evaluated into
+    its own result folder (`step=N`) under the run's `steps/`; one already written is kept (resume). The last
+    step is the cell's own evaluation (`run_cell` writes it)."""
     work, folders = Path(cfg.output_dir), {}
     for step in cfg.eval_at_steps:
         folder = work / "steps" / f"step={step}"
-        if read_cell_result(folder) is None:
+        if step != cfg.max_steps and read_cell_result(folder) is None:
             t0 = time.perf_counter()
             _load_trainable(encoder, load_checkpoint(work / "snapshots" / f"step-{step:06d}.pt")["model"], work)
             evaluation, tables = evaluate()
-            doc = {"grid": grid.name, "cell": f"step={step}", "axes": {**values, "step": step}, **evaluation}
-            doc["checkpoint"] = f"step {step} of a fixed budget"
-            doc["timings"] = {"train_seconds": 0.0, "eval_seconds": round(time.perf_counter() - t0, 1)}
-            doc["provenance"] = provenance(cfg.to_dict(), cfg.seed, grid=grid.source)
-            write_cell(folder, doc, tables)
+            timings = {"train_seconds": 0.0, "eval_seconds": round(time.perf_counter() - t0, 1)}
+            note = f"step {step} of a fixed budget"
+            _write_step(folder, grid, cfg, values, step, evaluation, tables, checkpoint=note, timings=timings)
         folders[step] = folder
     return folders
 
@@ -305,7 +321,8 @@ def _evaluate_steps(grid: Grid, cfg, values: dict, encoder, evaluate, progress: 
 def run_cell(grid: Grid, values: dict | None, progress: bool = True) -> dict:
     """Train one cell (resuming its run if one exists), evaluate the chosen checkpoint, write the cell's folder.
     With `eval_at_steps` the weights at each of those steps are evaluated too, each into `steps/step=N/` inside
-    the cell (a learning curve); the cell's own numbers are then the last weights'."""
+    the cell (a learning curve, with the pooled per-question table only: the pairs table is most of a cell's
+    bytes); the cell's own numbers are then the last weights', which are also the last step's."""
     cid, cfg = grid.cell_id(values), grid.config(values)
     work, out = Path(cfg.output_dir), grid.paths()[0] / cell_folder(cid)
     t0 = time.perf_counter()
@@ -332,12 +349,30 @@ def run_cell(grid: Grid, values: dict | None, progress: bool = True) -> dict:
         )
         if values is not None and cfg.eval_at_steps:
             steps = _evaluate_steps(grid, cfg, values, encoder, evaluate, progress)
-            doc["steps"] = {str(s): headline_numbers(read_cell_result(f)) for s, f in steps.items()}
         if values is not None:
             state, doc["checkpoint"] = _best_weights(work, last=bool(cfg.eval_at_steps))
             _load_trainable(encoder, state, work)
+        t_eval = time.perf_counter()
         evaluation, tables = evaluate()
         doc.update(evaluation)
+        if cfg.max_steps in steps and read_cell_result(steps[cfg.max_steps]) is None:
+            last = load_checkpoint(work / "snapshots" / f"step-{cfg.max_steps:06d}.pt")["model"]
+            _same_weights(last, state, work)
+            timings = {"train_seconds": 0.0, "eval_seconds": round(time.perf_counter() - t_eval, 1)}
+            note = f"step {cfg.max_steps} of a fixed budget: the cell's own evaluation (the same weights)"
+            _write_step(
+                steps[cfg.max_steps],
+                grid,
+                cfg,
+                values,
+                cfg.max_steps,
+                evaluation,
+                tables,
+                checkpoint=note,
+                timings=timings,
+            )
+        if steps:
+            doc["steps"] = {str(s): headline_numbers(read_cell_result(f)) for s, f in steps.items()}
     eval_seconds = time.perf_counter() - t0 - train_seconds
     doc["train"] = summary
     doc["timings"] = {"train_seconds": round(train_seconds, 1), "eval_seconds": round(eval_seconds, 1)}
@@ -349,14 +384,16 @@ def run_cell(grid: Grid, values: dict | None, progress: bool = True) -> dict:
 
 # %% ../nbs/40_experiment.ipynb #bfc7af8b
 def _measured_rates(out: Path, cells: list, done: list) -> tuple[float | None, float | None]:
-    "Seconds per training step (validation and caching included) and per evaluation, over a grid's finished cells."
+    """Seconds per training step (validation and caching included) and per evaluation, over a grid's finished
+    cells (a fixed budget's cell evaluates once per `eval_at_steps` step)."""
     docs = [read_cell_result(out / cell_folder(cell_id)) for cell_id, d in zip(cells, done) if d]
     trained = [
         (d["timings"]["train_seconds"], (d.get("train") or {}).get("steps")) for d in docs if d.get("train")
     ]
     trained = [(seconds, steps) for seconds, steps in trained if steps]
     step_s = sum(s for s, _ in trained) / sum(n for _, n in trained) if trained else None
-    eval_s = float(np.mean([d["timings"]["eval_seconds"] for d in docs])) if docs else None
+    evals = [d["timings"]["eval_seconds"] / max(1, len(d.get("steps") or {})) for d in docs]
+    eval_s = float(np.mean(evals)) if docs else None
     return step_s, eval_s
 
 
@@ -385,7 +422,8 @@ def grid_plan(grid: Grid, patterns=None) -> pd.DataFrame:
         cfg = grid.config(c)
         steps = cfg.max_steps or grid.estimate.get("steps", 1000) * cfg.train_fraction
         train_s = 0.0 if c is None else steps * step_s
-        estimate.append(0.0 if d else train_s + (eval_s if grid.eval is not None else 0.0))
+        evaluations = max(1, len(cfg.eval_at_steps)) if c is not None else 1
+        estimate.append(0.0 if d else train_s + (evaluations * eval_s if grid.eval is not None else 0.0))
     return pd.DataFrame(
         {
             "cell": [grid.cell_id(c) for c in cells],
@@ -393,6 +431,17 @@ def grid_plan(grid: Grid, patterns=None) -> pd.DataFrame:
             "estimated_seconds": np.round(estimate, 0),
         }
     )
+
+# %% ../nbs/40_experiment.ipynb #581c4185
+def cell_megabytes(out, cell_ids: list) -> float | None:
+    """The mean size in MB of the finished cells `cell_ids` under `out` (their files, steps included), or None
+    without any: what each further cell will add to the repository. A session's submission has a size limit."""
+    sizes = []
+    for cell_id in cell_ids:
+        folder = Path(out) / cell_folder(cell_id)
+        if read_cell_result(folder) is not None:
+            sizes.append(sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()))
+    return float(np.mean(sizes)) / 1e6 if sizes else None
 
 # %% ../nbs/40_experiment.ipynb #90ac7eb2
 def _check_folder(path: Path, field: str, where):
@@ -444,12 +493,14 @@ def run_grid(
     check_grid_inputs(grid)
     plan = grid_plan(grid, patterns)
     todo = plan[plan.status == "to do"]
+    out = grid.paths()[0]
+    size = cell_megabytes(out, [cid for cid, status in zip(plan.cell, plan.status) if status == "done"])
+    to_commit = f", about {size * len(todo):.0f} MB to commit" if size is not None else ""
     print(
         f"grid {grid.name}: {len(plan)} cells, {len(plan) - len(todo)} done, {len(todo)} to do, "
-        f"about {todo.estimated_seconds.sum() / 60:.0f} min",
+        f"about {todo.estimated_seconds.sum() / 60:.0f} min{to_commit}",
         file=sys.stderr,
     )
-    out = grid.paths()[0]
     unfinished = [cid for cid in todo.cell if (out / cell_folder(cid)).exists()]
     if dry_run:
         for cid in unfinished:

@@ -15,9 +15,9 @@ from .encoder import transformer_layers
 from .sampling import make_sampler, sampler_options
 
 # %% auto #0
-__all__ = ['build_encoder', 'freeze', 'source_pairs', 'validation_pairs', 'split_validation', 'subsample_questions',
-           'training_data', 'pair_texts', 'split_by_length', 'embed_by_length', 'MultiEmbed', 'make_optimizer',
-           'frozen_trunk']
+__all__ = ['build_encoder', 'reinit_top_blocks', 'freeze', 'source_pairs', 'validation_pairs', 'split_validation',
+           'subsample_questions', 'training_data', 'pair_texts', 'split_by_length', 'embed_by_length', 'MultiEmbed',
+           'make_optimizer', 'frozen_trunk']
 
 # %% ../nbs/18_train_data.ipynb #beaf2ad9
 def build_encoder(cfg: TrainConfig):
@@ -38,7 +38,41 @@ def build_encoder(cfg: TrainConfig):
         for m in enc.modules():
             if isinstance(m, torch.nn.Dropout):
                 m.p = cfg.dropout  # BERT's attention dropout reads this too
+    if cfg.reinit_top:
+        reinit_top_blocks(enc, cfg.reinit_top, seed=cfg.seed)
     return enc
+
+# %% ../nbs/18_train_data.ipynb #80ef6ec3
+def reinit_top_blocks(encoder, k: int, seed: int = 0) -> list[str]:
+    """Re-initialise the top `k` transformer blocks of `encoder` as a new model's are (weights normal with the
+    config's `initializer_range`, zero biases, unit LayerNorms), drawn from `seed`: the closest available proxy
+    for a start that is not retrieval-tuned. torch's own functions do it, not the model's `_init_weights`, which
+    in transformers 5 skips weights already loaded. Raises if a weight matrix of those blocks is left unchanged;
+    returns the names of the re-initialised parameters."""
+    blocks = transformer_layers(encoder.model)
+    if not 1 <= k <= len(blocks):
+        raise ValueError(f"reinit_top={k}, but the model has {len(blocks)} blocks")
+    std = float(getattr(encoder.model.config, "initializer_range", 0.02))
+    generator = torch.Generator().manual_seed(seed)
+    top = blocks[len(blocks) - k :]
+    before = [{name: p.detach().clone() for name, p in block.named_parameters()} for block in top]
+    with torch.no_grad():
+        for module in (m for block in top for m in block.modules()):
+            if isinstance(module, torch.nn.Linear):
+                fresh = torch.randn(module.weight.shape, generator=generator) * std
+                module.weight.copy_(fresh.to(module.weight))
+                if module.bias is not None:
+                    module.bias.zero_()
+            elif isinstance(module, torch.nn.LayerNorm):
+                module.weight.fill_(1.0)
+                module.bias.zero_()
+    names = []
+    for i, (block, old) in enumerate(zip(top, before)):
+        for name, p in block.named_parameters():
+            if p.ndim == 2 and torch.equal(p.detach(), old[name]):
+                raise RuntimeError(f"reinit_top_blocks: block {len(blocks) - k + i} weight {name} is unchanged")
+            names.append(f"block {len(blocks) - k + i}: {name}")
+    return names
 
 # %% ../nbs/18_train_data.ipynb #d829ed18
 def freeze(encoder, word_embeddings: bool = False, layers: int = 0) -> dict:

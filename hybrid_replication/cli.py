@@ -393,13 +393,24 @@ def _summary(data_dir=None, full_table: bool = False) -> int:
     return 0
 
 
-# the grids a CPU machine runs (the pilot first); the XLM-R, LaBSE and gpu-e5 grids need the hub or a GPU
+# the grids a CPU machine runs (the pilots first, then R0, then the robustness regimes in the order of
+# nbs/results/robustness.ipynb, the dearest last); the XLM-R, LaBSE and gpu-e5 grids need the hub or a GPU
 CPU_GRIDS = (
     "configs/grids/pilot-mlqa.yaml",
     "configs/grids/mlqa-to-xquad.yaml",
     "configs/grids/xquad-to-mlqa.yaml",
     "configs/grids/alpha-mlqa-to-xquad.yaml",
     "configs/grids/alpha-xquad-to-mlqa.yaml",
+    "configs/grids/afriqa-scaling.yaml",
+    "configs/grids/budget-pilot-mlqa.yaml",
+    "configs/grids/r1-fixed-mlqa-to-xquad.yaml",
+    "configs/grids/r2-hardneg-mlqa-to-xquad.yaml",
+    "configs/grids/r3-paper-lr-mlqa-to-xquad.yaml",
+    "configs/grids/r4-reinit-top-mlqa-to-xquad.yaml",
+    "configs/grids/r5-four-blocks-mlqa-to-xquad.yaml",
+    "configs/grids/afriqa-fixed-steps.yaml",
+    "configs/grids/r2-hardneg-xquad-to-mlqa.yaml",
+    "configs/grids/r6-full-mlqa-to-xquad.yaml",
 )
 
 

@@ -15,9 +15,10 @@ from .core import DataError, read_json
 from .stats import bootstrap_p, detectable_effect, seed_t_interval
 
 # %% auto #0
-__all__ = ['STATISTICS', 'LABELS', 'SAMPLERS', 'CellMatrices', 'seed_picks', 'grid_bootstrap', 'headline_table', 'comparison',
-           'difference', 'seed_means', 'pair_matrix_mean', 'difference_heatmap', 'pair_ties', 'sampler_groups',
-           'seeds_finished', 'afriqa_bootstrap', 'choose_budget']
+__all__ = ['STATISTICS', 'LABELS', 'SAMPLERS', 'REGIMES', 'REGIME_NAMES', 'CellMatrices', 'seed_picks', 'grid_bootstrap',
+           'headline_table', 'comparison', 'difference', 'seed_means', 'pair_matrix_mean', 'difference_heatmap',
+           'pair_ties', 'sampler_groups', 'seeds_finished', 'afriqa_bootstrap', 'choose_budget', 'regime_labels',
+           'learning_curves']
 
 # %% ../nbs/41_grid_results.ipynb #f7bf8979
 # name -> (table, value column, group column, rows, average): "macro" = mean over groups of group means,
@@ -384,3 +385,62 @@ def choose_budget(
     budget = max(plateau, at_least)
     steps = sorted({int(round(budget * (i + 1) / points / 25)) * 25 for i in range(points)})
     return {"plateau": plateau, "max_steps": budget, "eval_at_steps": steps, "curves_end": last}
+
+# %% ../nbs/41_grid_results.ipynb #50cdc6bc
+REGIMES = {
+    "R0": {"MLQA-R -> XQuAD-R": "mlqa-to-xquad", "XQuAD-R -> MLQA-R": "xquad-to-mlqa"},
+    "R1": {"MLQA-R -> XQuAD-R": "r1-fixed-mlqa-to-xquad"},
+    "R2": {"MLQA-R -> XQuAD-R": "r2-hardneg-mlqa-to-xquad", "XQuAD-R -> MLQA-R": "r2-hardneg-xquad-to-mlqa"},
+    "R3": {"MLQA-R -> XQuAD-R": "r3-paper-lr-mlqa-to-xquad"},
+    "R4": {"MLQA-R -> XQuAD-R": "r4-reinit-top-mlqa-to-xquad"},
+    "R5": {"MLQA-R -> XQuAD-R": "r5-four-blocks-mlqa-to-xquad"},
+    "R6": {"MLQA-R -> XQuAD-R": "r6-full-mlqa-to-xquad"},
+}
+REGIME_NAMES = {
+    "R0": "early stopping (the committed grids)",
+    "R1": "fixed budget (500 steps)",
+    "R2": "R1 + one hard negative (headline)",
+    "R3": "R1 at the paper's lr 3e-5",
+    "R4": "R1 from a re-initialised top (proxy for a non-retrieval start)",
+    "R5": "R1 with 4 trained blocks",
+    "R6": "R1 with every block trained",
+}
+
+# %% ../nbs/41_grid_results.ipynb #978b94ce
+def regime_labels(build, criterion, regimes: dict | None = None, built: dict | None = None) -> pd.DataFrame:
+    """One claim's own criterion applied to each regime's grids. `build(grids)` (grid label -> grid folder name)
+    returns the claim's evidence, an entry per grid with its `ready` flag (enough seeds); the ready grids decide
+    the regime's label, the others are listed as waiting. One row per regime: `label` (None while no grid is
+    ready), the deciding effect with its 95% interval, which grids decided, and every effect behind the label
+    (`decide`'s dicts: detectable effect, the paper's, the seeds that would detect it). `built`: regime -> evidence
+    already built (a notebook's own R0 evidence), used as it is."""
+    from hybrid_replication.verdicts import _deciding_effect, effect_interval
+
+    rows = {}
+    for regime, grids in (REGIMES if regimes is None else regimes).items():
+        evidence = (built or {}).get(regime) or build(grids)
+        ready = {g: ev for g, ev in evidence.items() if ev.get("ready")}
+        row = {"label": None, "effect": "-", "grids": f"{len(ready)} of {len(grids)} ready", "effects": []}
+        if ready:
+            outcome = criterion(ready)
+            deciding = _deciding_effect(outcome.verdict, list(outcome.effects))
+            row.update(label=outcome.verdict, effect=effect_interval(deciding) if deciding else "-")
+            row["effects"] = [dict(e) for e in outcome.effects]
+        if ready and len(ready) < len(grids):
+            row["grids"] += ": " + ", ".join(ready)
+        rows[regime] = row
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("regime")
+
+# %% ../nbs/41_grid_results.ipynb #fe9bf8cf
+def learning_curves(folder) -> pd.DataFrame:
+    """A fixed-budget grid's learning curves: one row per trained cell and evaluated step (`steps/step=N/` in each
+    cell), with the cell's axes and its headline numbers at that step."""
+    from hybrid_replication.experiment import cell_folder
+
+    cells = load_cells(folder) if Path(folder).exists() else pd.DataFrame()
+    parts = []
+    for cell in cells.cell if len(cells) else []:
+        steps = Path(folder) / cell_folder(cell) / "steps"
+        if steps.is_dir():
+            parts.append(load_cells(steps).assign(cell=cell))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()

@@ -15,7 +15,8 @@ from .stats import holm_adjust, seeds_to_detect
 # %% auto #0
 __all__ = ['CLAIMS', 'VERDICTS', 'TESTABLE', 'RULES_VERSION', 'Claim', 'get_claim', 'Outcome', 'check_outcome', 'Criterion',
            'combine_outcomes', 'format_near', 'holm_family', 'decide', 'project_root', 'verdict_dir', 'first_rule',
-           'Verdict', 'save_verdict', 'verdict_table', 'verdict_summary', 'real_data', 'robustness_summary']
+           'Verdict', 'save_verdict', 'verdict_table', 'verdict_summary', 'effect_interval', 'real_data',
+           'robustness_summary']
 
 # %% ../nbs/30_verdicts.ipynb #1ad70e34
 @dataclass(frozen=True)
@@ -392,6 +393,7 @@ class Verdict:
     paper: dict | None = None  # the paper's numbers beside ours, where it gives any
     data: str = "real"  # 'real' (the shipped data sets under HYBRID_DATA) or 'demo'
     notes: str = ""
+    regimes: dict | None = None  # regime -> {label, effect, grids}: this criterion on each regime's grids
     verdict: str = field(init=False)
     reason: str = field(init=False)
     command: str | None = field(init=False)
@@ -428,6 +430,7 @@ class Verdict:
             rules=RULES_VERSION,
             data=self.data,
             notes=self.notes,
+            regimes=_jsonable(self.regimes),
         )
 
     @property
@@ -440,6 +443,9 @@ class Verdict:
         first = self.first_rule
         if first and first["verdict"] != self.verdict:
             s += f"\n\n*The first rule (before December 2026) said:* {first['verdict']}"
+        if self.regimes:
+            labels = {r: x.get("label") for r, x in self.regimes.items()}
+            s += f"\n\n**Across training regimes:** {robustness_summary(labels)}"
         if self.command:
             s += f"\n\n**Would be tested by:** `{self.command}`"
         if self.paper:
@@ -479,7 +485,8 @@ def _claim_order(cid: str):
 
 def verdict_table(path=None, include_missing: bool = False, effects: bool = False) -> pd.DataFrame:
     """All verdicts under `path` (default `results/verdicts` at the project root) as a table, one row per claim,
-    with the first rule's label; `effects=True` adds the list of effects behind each label."""
+    with the first rule's label; `effects=True` adds the list of effects behind each label and the label in each
+    training regime (`regimes`)."""
     from hybrid_replication.data import DataError
 
     rows = {}
@@ -503,6 +510,7 @@ def verdict_table(path=None, include_missing: bool = False, effects: bool = Fals
             commit=prov.get("git_commit", ""),
             first_rule=first.get("verdict", ""),
             effects=j.get("effects") or [],
+            regimes=j.get("regimes") or {},
         )
     if include_missing:
         for cid, c in CLAIMS.items():
@@ -518,10 +526,11 @@ def verdict_table(path=None, include_missing: bool = False, effects: bool = Fals
                     commit="",
                     first_rule="",
                     effects=[],
+                    regimes={},
                 ),
             )
     cols = ["id", "claim", "verdict", "reason", "data", "created", "commit", "first_rule"] + (
-        ["effects"] if effects else []
+        ["effects", "regimes"] if effects else []
     )
     return pd.DataFrame([rows[k] for k in sorted(rows, key=_claim_order)], columns=cols)
 
@@ -538,7 +547,8 @@ def _deciding_effect(label: str, effects: list) -> dict | None:
 
 
 def verdict_summary(path=None) -> pd.DataFrame:
-    "One row per claim: its text, label, first rule's label, deciding effect [95% interval], detectable effect, paper."
+    """One row per claim: its text, label, first rule's label, deciding effect [95% interval], detectable effect,
+    paper, and the summary of its labels across training regimes (`robustness_summary`)."""
     rows = []
     for _, r in verdict_table(path, include_missing=True, effects=True).iterrows():
         e = _deciding_effect(r.verdict, r.effects)
@@ -546,14 +556,24 @@ def verdict_summary(path=None) -> pd.DataFrame:
         if e is None:
             row.update({"deciding effect [95% interval]": "-", "detectable (80% power)": "-", "paper": "-"})
         else:
-            b = e.get("boundary", 0.0)
-            row["deciding effect [95% interval]"] = (
-                f"{e['name']}: {format_near(e['effect'], b)} [{format_near(e['low'], b)}, {format_near(e['high'], b)}]"
-            )
+            row["deciding effect [95% interval]"] = effect_interval(e)
             row["detectable (80% power)"] = f"{e['detectable']:.4f}"
             row["paper"] = "-" if e.get("paper") is None else f"{e['paper']:+.4f}"
+        labels = {regime: x.get("label") for regime, x in r.regimes.items()}
+        row["across regimes"] = robustness_summary(labels) if labels else "-"
         rows.append(row)
     return pd.DataFrame(rows)
+
+# %% ../nbs/30_verdicts.ipynb #8a1a86ea
+def effect_interval(effect: dict, name: bool = True) -> str:
+    """An effect as 'name: +0.0123 [+0.0041, +0.0205]', digits enough to tell each number from the boundary,
+    which is named when it is not 0 ('... vs 0.10'): an interval that excludes 0 but not 0.10 reads as a tie."""
+    b = effect.get("boundary", 0.0) or 0.0
+    text = (
+        f"{format_near(effect['effect'], b)} [{format_near(effect['low'], b)}, {format_near(effect['high'], b)}]"
+    )
+    text += f" vs {b:g}" if b else ""
+    return f"{effect['name']}: {text}" if name else text
 
 # %% ../nbs/30_verdicts.ipynb #6b947d60
 def real_data(*names: str) -> Path | None:

@@ -82,3 +82,31 @@ def test_reinit_changes_the_loaded_multilingual_e5_blocks():
             assert torch.equal(p, before[name]), f"{name} changed, but it is below the re-initialised blocks"
     for p, q in zip(loaded.model.parameters(), again.model.parameters()):
         assert torch.equal(p, q)  # the same seed draws the same start
+
+
+def _committed_cells():
+    root = GRIDS.parents[1] / "results" / "experiments"
+    return sorted(p.parent for p in root.glob("*/*/result.json") if not p.parent.name.startswith("."))
+
+
+@pytest.mark.parametrize("cell", _committed_cells(), ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_committed_cells_match_their_digests_and_steps(cell):
+    """Every committed cell's tables match the sha256 its result.json lists (no table unlisted where digests exist);
+    a fixed budget's steps keep only the pooled table, and the last step's numbers are the cell's own."""
+    from hybrid_replication.core import read_json
+    from hybrid_replication.experiment import STEP_TABLES, headline_numbers
+    from hybrid_replication.integrity import file_sha256
+
+    for folder in [cell, *sorted(p.parent for p in cell.glob("steps/step=*/result.json"))]:
+        doc = read_json(folder / "result.json")
+        listed, present = doc.get("tables") or {}, sorted(p.name for p in folder.glob("*.csv.gz"))
+        for name, digest in listed.items():
+            assert file_sha256(folder / name) == digest, f"{folder / name} does not match its digest"
+        if listed:
+            assert sorted(listed) == present, f"{folder}: tables {present}, digests for {sorted(listed)}"
+        if folder != cell:
+            assert set(present) <= set(STEP_TABLES), f"{folder} keeps {present}"
+    doc = read_json(cell / "result.json")
+    if doc.get("steps"):
+        last = max(doc["steps"], key=int)
+        assert doc["steps"][last] == headline_numbers(doc), f"{cell}: step {last} is not the cell's own evaluation"

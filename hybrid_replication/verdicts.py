@@ -414,7 +414,8 @@ class Verdict:
         return self.data == "real"
 
     def to_dict(self) -> dict:
-        "The verdict as a JSON-ready dict (claim, criterion, evidence, paper, outcome)."
+        "The verdict as a JSON-ready dict (claim, criterion, evidence, paper, outcome; its regimes, where judged)."
+        regimes = {} if self.regimes is None else {"regimes": _jsonable(self.regimes)}
         return dict(
             claim_id=self.claim.id,
             claim=self.claim.text,
@@ -430,7 +431,7 @@ class Verdict:
             rules=RULES_VERSION,
             data=self.data,
             notes=self.notes,
-            regimes=_jsonable(self.regimes),
+            **regimes,
         )
 
     @property

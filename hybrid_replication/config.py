@@ -223,7 +223,9 @@ class TrainConfig:
     max_grad_norm: float | None = 1.0
     grad_cache_chunk: int = 0  # > 0: gradient caching with chunks of this many texts
     length_chunks: int = 1  # > 1: each group's texts embedded in this many length-sorted chunks (less padding)
-    precision: str = "fp32"  # "bf16": forward passes under bf16 autocast (GPUs, and CPUs with avx512_bf16); "fp32"
+    # "bf16": forward passes under bf16 autocast; "auto": bf16 where the device computes bf16 in hardware (GPUs,
+    # CPUs with avx512_bf16 or AMX), else fp32 (`train.effective_precision`)
+    precision: str = "fp32"
     # run
     seed: int = 0
     threads: int | None = None
@@ -252,8 +254,8 @@ class TrainConfig:
 
         if self.sampler not in SAMPLER_KINDS:
             bad("sampler", f"{self.sampler!r} is not one of {', '.join(SAMPLER_KINDS)}")
-        if self.precision not in ("fp32", "bf16"):
-            bad("precision", f"{self.precision!r} is not fp32 or bf16")
+        if self.precision not in ("fp32", "bf16", "auto"):
+            bad("precision", f"{self.precision!r} is not fp32, bf16 or auto")
         if self.multi_source not in ("size", "round_robin"):
             bad("multi_source", f"{self.multi_source!r} is not 'size' or 'round_robin'")
         if not isinstance(self.device, str) or not _DEVICE.fullmatch(self.device):

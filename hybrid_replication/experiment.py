@@ -29,7 +29,7 @@ from .embeddings import candidate_texts, encode_texts
 from .config import TrainConfig, yaml_value
 from .train_data import build_encoder, frozen_trunk, source_pairs
 from .integrity import check_finite, file_sha256
-from .train import load_checkpoint, train
+from .train import effective_precision, load_checkpoint, train
 
 # %% auto #0
 __all__ = ['STEP_TABLES', 'HEADLINE', 'Grid', 'cell_folder', 'cell_id_of_folder', 'evaluate_cell_model', 'read_cell_result',
@@ -157,14 +157,13 @@ Grid.cells, Grid.cell_id, Grid.paths, Grid.config = _cells, _cell_id, _paths, _c
 
 # %% ../nbs/40_experiment.ipynb #a27fdd60
 def _encode_with(encoder, trunk, batch_size: int, progress: bool, precision: str = "fp32"):
-    """`encode(texts, kind)`: through the cached frozen trunk when there is one, else the whole encoder; with
-    `precision="bf16"` under bf16 autocast (the embeddings come back as float32)."""
+    """`encode(texts, kind)`: through the cached frozen trunk when there is one, else the whole encoder; under
+    bf16 autocast when `effective_precision(precision)` is bf16 (the embeddings come back as float32)."""
     if trunk is not None:
         plain = lambda texts, kind: trunk.encode(texts, kind, batch_size, progress)
     else:
         plain = lambda texts, kind: encode_texts(encoder, texts, kind, batch_size, progress)
-    if precision not in ("fp32", "bf16"):
-        raise ValueError(f"precision must be fp32 or bf16, got {precision!r}")
+    precision = effective_precision(precision, encoder.device.type)
 
     def encode(texts, kind):
         with torch.autocast(encoder.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
@@ -185,8 +184,8 @@ def evaluate_cell_model(
     precision: str = "fp32",
 ) -> tuple[dict, dict]:
     """Evaluate `encoder` (through `trunk` when given) on a whole LAReQA set, or on AfriQA test retrieval
-    (`dataset="afriqa"`): (result document entries, per-question tables by file name). `precision="bf16"`
-    encodes under bf16 autocast."""
+    (`dataset="afriqa"`): (result document entries, per-question tables by file name). `precision` (fp32,
+    bf16 or auto) as `TrainConfig.precision`."""
     encode = _encode_with(encoder, trunk, batch_size, progress, precision)
     if dataset == "afriqa":
         if langs:
@@ -354,6 +353,7 @@ def run_cell(grid: Grid, values: dict | None, progress: bool = True) -> dict:
             _load_trainable(encoder, state, work)
         t_eval = time.perf_counter()
         evaluation, tables = evaluate()
+        doc["eval_precision"] = effective_precision(cfg.precision, encoder.device.type)
         doc.update(evaluation)
         if cfg.max_steps in steps and read_cell_result(steps[cfg.max_steps]) is None:
             last = load_checkpoint(work / "snapshots" / f"step-{cfg.max_steps:06d}.pt")["model"]

@@ -38,8 +38,8 @@ from .integrity import sha256_of
 
 # %% auto #0
 __all__ = ['linear_schedule', 'warmup_steps', 'seed_everything', 'rng_state', 'set_rng_state', 'JsonlLog', 'EarlyStopping',
-           'save_checkpoint', 'load_checkpoint', 'trainable_state', 'NonFiniteLoss', 'train_step', 'validation_loss',
-           'train', 'train_cli']
+           'save_checkpoint', 'load_checkpoint', 'trainable_state', 'NonFiniteLoss', 'native_bf16',
+           'effective_precision', 'train_step', 'validation_loss', 'train', 'train_cli']
 
 # %% ../nbs/19_train.ipynb #121ad11e
 def linear_schedule(step: int, warmup: int, total: int) -> float:
@@ -244,6 +244,37 @@ def _batch_record(batch, pairs: list[TrainPair]) -> dict:
 class NonFiniteLoss(ValueError):
     "A training step whose loss or gradient is NaN or infinite; raised before the optimizer changes any weight."
 
+# %% ../nbs/19_train.ipynb #9e0c4a86
+def native_bf16(device_type: str) -> bool:
+    "Whether `device_type` (`cuda` or `cpu`) computes bf16 in hardware: a GPU that supports it, or avx512_bf16/AMX."
+    if device_type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device_type == "cpu":
+        probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # torch's own CPU feature probes
+        return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
+    return False
+
+# %% ../nbs/19_train.ipynb #11133407
+_warned_emulated_bf16 = set()
+
+
+def effective_precision(precision: str, device_type: str) -> str:
+    """The precision a run computes in on `device_type`: `auto` is bf16 where the device computes bf16 in
+    hardware (`native_bf16`), else fp32; `bf16` and `fp32` as asked. Asking for bf16 where it is emulated
+    prints a one-line warning (once per process): it is correct, but many times slower than fp32."""
+    if precision not in ("fp32", "bf16", "auto"):
+        raise ValueError(f"precision must be fp32, bf16 or auto, got {precision!r}")
+    if precision == "auto":
+        return "bf16" if native_bf16(device_type) else "fp32"
+    if precision == "bf16" and not native_bf16(device_type) and device_type not in _warned_emulated_bf16:
+        _warned_emulated_bf16.add(device_type)
+        print(
+            f"warning: precision bf16 on a {device_type} without native bf16 is emulated and many times slower "
+            "than fp32; precision: auto picks fp32 here",
+            file=sys.stderr,
+        )
+    return precision
+
 # %% ../nbs/19_train.ipynb #028b59ca
 def train_step(
     model,
@@ -260,14 +291,16 @@ def train_step(
     """One optimisation step on `batch` (this rank's pairs): tokenise, embed (plainly or with gradient caching),
     loss, backward, clip, AdamW, schedule. `model` is `MultiEmbed(encoder)` (DDP-wrapped under torchrun).
     `featurize(texts, kind)` makes the model inputs: `encoder.tokenize` by default, `FrozenTrunk.features`
-    on the frozen-trunk path. `precision="bf16"` runs the forward passes under bf16 autocast. `stats`, a dict,
-    receives the step's count of real (unpadded) tokens. Returns (loss, gradient norm before clipping, learning rate)."""
+    on the frozen-trunk path. The forward passes run under bf16 autocast when `effective_precision` of
+    `cfg.precision` is bf16. `stats`, a dict, receives the step's precision and count of real (unpadded) tokens. Returns (loss, gradient norm before clipping, learning rate)."""
     featurize = featurize or encoder.tokenize
     q, p, h = pair_texts(batch, cfg.hard_negatives)
     groups = [featurize(q, "query"), featurize(p, "passage"), None if h is None else featurize(h, "passage")]
+    precision = effective_precision(cfg.precision, encoder.device.type)
     if stats is not None:
         stats["tokens"] = sum(int(g["attention_mask"].sum()) for g in groups if g is not None)
-    autocast = torch.autocast(encoder.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
+        stats["precision"] = precision
+    autocast = torch.autocast(encoder.device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
     with autocast:
         if cfg.grad_cache_chunk:
             loss = grad_cache_backward(lambda f: model(f)[0], groups, loss_fn, cfg.grad_cache_chunk, no_sync)
@@ -539,6 +572,7 @@ def _one_step(run: _Run, it, no_sync):
             **_batch_record(run.sampler.last_batch, batch_pairs),
             step_time=round(time.perf_counter() - t0, 4),
             tokens=step_stats.get("tokens"),
+            precision=step_stats.get("precision"),
             elapsed=round(run.elapsed(), 3),
         )
     return it, loss_v, lr
@@ -568,6 +602,8 @@ def _summary(run: _Run, stopped: str | None, finished: bool, signum) -> dict:
         "best_step": run.early.best_step,
         "seconds": round(run.elapsed(), 2),
         "mean_step_time": round(float(np.mean([r["step_time"] for r in steps])), 4) if steps else None,
+        # what the steps ran in (two entries: a run resumed on a machine of another kind)
+        "precision": sorted({r["precision"] for r in steps if r.get("precision")}),
     }
 
 # %% ../nbs/19_train.ipynb #4099dab7

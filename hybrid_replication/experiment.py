@@ -34,7 +34,7 @@ from .train import effective_precision, load_checkpoint, train
 # %% auto #0
 __all__ = ['STEP_TABLES', 'HEADLINE', 'Grid', 'cell_folder', 'cell_id_of_folder', 'evaluate_cell_model', 'read_cell_result',
            'set_aside', 'write_cell', 'run_cell', 'grid_plan', 'cell_megabytes', 'check_grid_inputs', 'run_grid',
-           'headline_numbers', 'load_cells', 'load_per_question', 'reproduce_cell', 'experiment_cli']
+           'headline_numbers', 'cell_precision', 'load_cells', 'load_per_question', 'reproduce_cell', 'experiment_cli']
 
 # %% ../nbs/40_experiment.ipynb #9ab0aa0d
 @dataclass
@@ -543,6 +543,15 @@ def headline_numbers(doc: dict) -> dict:
         return {k: summary.get(k) for k in AFRIQA_MEASURES}
     return {**{k: summary.get(k) for k in HEADLINE}, "rank_distance": doc.get("rank_distance", {}).get("macro")}
 
+# %% ../nbs/40_experiment.ipynb #0a712d01
+def cell_precision(doc: dict) -> str:
+    """What a cell computed in: its steps' precisions (`train.precision`) and its evaluation's (`eval_precision`),
+    one word when they agree (`bf16`, `fp32`), else joined with `+`. A cell written before these were recorded
+    ran in its config's precision, which could then only be fp32 or bf16."""
+    asked = doc.get("provenance", {}).get("config", {}).get("precision", "fp32")
+    trained = (doc.get("train") or {}).get("precision") or ([asked] if doc.get("train") else [])
+    return "+".join(sorted({*trained, doc.get("eval_precision", asked)}))
+
 # %% ../nbs/40_experiment.ipynb #c803a1ab
 def load_cells(folder) -> pd.DataFrame:
     "One row per finished cell of a grid folder (folder names: `cell_folder`): its axes, the headline numbers, rank distance and training facts."
@@ -563,6 +572,7 @@ def load_cells(folder) -> pd.DataFrame:
             best_val_loss=t.get("best_val_loss"),
             train_seconds=d["timings"]["train_seconds"],
             eval_seconds=d["timings"]["eval_seconds"],
+            ran_in=cell_precision(d),
             commit=d["provenance"].get("git_commit"),
         )
         rows.append(row)

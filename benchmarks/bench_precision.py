@@ -5,9 +5,12 @@ each training step (its matrix FLOPs against this CPU's measured matrix rate in 
 FLOPs of a step are counted from the real (unpadded) tokens of its queries and passages: per token and trained
 block 2 x (4 H^2 + 2 H I) for the projections and feed-forward plus 4 L H for attention (L: the chunk's padded
 length, approximated by the token's own text length), times 3 for forward and backward. The matrix rate is the
-best of three 2048 x 2048 products per precision. Run on an idle machine:
+best of three 2048 x 2048 products per precision. It also prints whether this CPU computes bf16 natively
+(avx512_bf16 or AMX) and so what `precision: auto` picks: without it, bf16 is emulated and many times slower
+(`--blocks 2` keeps the run short there). Run on an idle machine:
 
     HYBRID_DATA=../shared/data .venv/bin/python benchmarks/bench_precision.py [--batch 64] [--steps 4]
+        [--blocks 2 4 12]
 """
 
 import argparse, statistics, time
@@ -47,6 +50,7 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--eval-texts", type=int, default=256)
+    ap.add_argument("--blocks", type=int, nargs="+", default=[2, 4, 12], help="trained blocks to time")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
@@ -56,7 +60,7 @@ def main(argv=None):
     from hybrid_replication.experiment import _encode_with
     from hybrid_replication.loss import info_nce
     from hybrid_replication.sampling import make_sampler
-    from hybrid_replication.train import train_step
+    from hybrid_replication.train import effective_precision, native_bf16, train_step
     from hybrid_replication.train_data import MultiEmbed, build_encoder, freeze, frozen_trunk, make_optimizer
     from hybrid_replication.train_data import source_pairs
 
@@ -79,7 +83,7 @@ def main(argv=None):
     candidates = candidate_texts(xquad)[: a.eval_texts]
     rates = {"fp32": matrix_rate(torch.float32), "bf16": matrix_rate(torch.bfloat16)}
     paths = {}
-    for k in (2, 4, 12):
+    for k in a.blocks:
         for precision, chunks in (("fp32", 1), ("bf16", 4)):
             cfg = TrainConfig.from_dict(
                 {**base.to_dict(), "trainable_layers": k, "precision": precision, "length_chunks": chunks}
@@ -112,7 +116,8 @@ def main(argv=None):
     print(
         f"batch {a.batch}, {a.steps} timed steps per path (medians, interleaved), {a.threads} threads; evaluation: "
         f"{len(questions)} questions + {len(candidates)} candidates; matrix rate fp32 {rates['fp32'] / 1e9:.0f}, "
-        f"bf16 {rates['bf16'] / 1e9:.0f} GFLOP/s (bf16 / fp32 {rates['bf16'] / rates['fp32']:.2f})"
+        f"bf16 {rates['bf16'] / 1e9:.0f} GFLOP/s (bf16 / fp32 {rates['bf16'] / rates['fp32']:.2f}); native bf16: "
+        f"{native_bf16('cpu')}, so precision auto runs {effective_precision('auto', 'cpu')}"
     )
     print(
         "| trained blocks | precision | s/step | step bf16 / fp32 | roofline share | eval s | eval bf16 / fp32 |"

@@ -414,7 +414,7 @@ def regime_labels(build, criterion, regimes: dict | None = None, built: dict | N
     ready), the deciding effect with its 95% interval, which grids decided, and every effect behind the label
     (`decide`'s dicts: detectable effect, the paper's, the seeds that would detect it). `built`: regime -> evidence
     already built (a notebook's own R0 evidence), used as it is."""
-    from hybrid_replication.verdicts import _deciding_effect, effect_interval
+    from hybrid_replication.verdicts import deciding_effect, effect_interval
 
     rows = {}
     for regime, grids in (REGIMES if regimes is None else regimes).items():
@@ -423,7 +423,7 @@ def regime_labels(build, criterion, regimes: dict | None = None, built: dict | N
         row = {"label": None, "effect": "-", "grids": f"{len(ready)} of {len(grids)} ready", "effects": []}
         if ready:
             outcome = criterion(ready)
-            deciding = _deciding_effect(outcome.verdict, list(outcome.effects))
+            deciding = deciding_effect(outcome.verdict, list(outcome.effects))
             row.update(label=outcome.verdict, effect=effect_interval(deciding) if deciding else "-")
             row["effects"] = [dict(e) for e in outcome.effects]
         if ready and len(ready) < len(grids):

@@ -15,8 +15,8 @@ from .stats import holm_adjust, seeds_to_detect
 # %% auto #0
 __all__ = ['CLAIMS', 'VERDICTS', 'TESTABLE', 'RULES_VERSION', 'Claim', 'get_claim', 'Outcome', 'check_outcome', 'Criterion',
            'combine_outcomes', 'format_near', 'holm_family', 'decide', 'project_root', 'verdict_dir', 'first_rule',
-           'Verdict', 'save_verdict', 'verdict_table', 'verdict_summary', 'effect_interval', 'real_data',
-           'robustness_summary']
+           'Verdict', 'save_verdict', 'verdict_table', 'deciding_effect', 'verdict_summary', 'effect_interval',
+           'real_data', 'robustness_summary']
 
 # %% ../nbs/30_verdicts.ipynb #1ad70e34
 @dataclass(frozen=True)
@@ -536,7 +536,7 @@ def verdict_table(path=None, include_missing: bool = False, effects: bool = Fals
     return pd.DataFrame([rows[k] for k in sorted(rows, key=_claim_order)], columns=cols)
 
 # %% ../nbs/30_verdicts.ipynb #bdd28e3f
-def _deciding_effect(label: str, effects: list) -> dict | None:
+def deciding_effect(label: str, effects: list) -> dict | None:
     """The effect that shows a label: the first with that label; for a mix (`partly holds`) the first result
     against the claim, else the first for it, else the first of all."""
     wanted = ["does not hold", "holds"] if label == "partly holds" else [label]
@@ -552,7 +552,7 @@ def verdict_summary(path=None) -> pd.DataFrame:
     paper, and the summary of its labels across training regimes (`robustness_summary`)."""
     rows = []
     for _, r in verdict_table(path, include_missing=True, effects=True).iterrows():
-        e = _deciding_effect(r.verdict, r.effects)
+        e = deciding_effect(r.verdict, r.effects)
         row = {"id": r.id, "claim": r.claim, "label": r.verdict, "first rule": r.first_rule or "-"}
         if e is None:
             row.update({"deciding effect [95% interval]": "-", "detectable (80% power)": "-", "paper": "-"})

@@ -17,8 +17,8 @@ from .stats import bootstrap_p, detectable_effect, seed_t_interval
 # %% auto #0
 __all__ = ['STATISTICS', 'LABELS', 'SAMPLERS', 'REGIMES', 'REGIME_NAMES', 'CellMatrices', 'seed_picks', 'grid_bootstrap',
            'headline_table', 'comparison', 'difference', 'seed_means', 'pair_matrix_mean', 'difference_heatmap',
-           'pair_ties', 'sampler_groups', 'seeds_finished', 'afriqa_bootstrap', 'choose_budget', 'regime_labels',
-           'learning_curves']
+           'pair_ties', 'sampler_groups', 'seeds_finished', 'grid_evidence', 'afriqa_bootstrap', 'choose_budget',
+           'regime_labels', 'learning_curves']
 
 # %% ../nbs/41_grid_results.ipynb #f7bf8979
 # name -> (table, value column, group column, rows, average): "macro" = mean over groups of group means,
@@ -322,6 +322,22 @@ def seeds_finished(groups: dict) -> int:
     "The number of seeds every sampler of `groups` has finished (the reference aside): what a comparison can use."
     counts = [len(c) for g, c in groups.items() if g != "untuned"]
     return min(counts) if counts else 0
+
+# %% ../nbs/41_grid_results.ipynb #f1904a90
+def grid_evidence(
+    folder, statistics, min_seeds: int = 3, n_boot: int = 2000, samplers=tuple(SAMPLERS), root=None
+) -> tuple[dict, dict | None]:
+    """A sampler grid's evidence: its state {"folder" (relative to `root` when given), "seeds_per_sampler": n},
+    and `grid_bootstrap` (draws seeded with 0) over `samplers`' first n seeds, n being what all of them have
+    finished; None in place of the bootstrap when a sampler is missing or n is below `min_seeds`."""
+    folder = Path(folder)
+    groups = sampler_groups(folder, samplers, reference=False)
+    n = seeds_finished(groups) if set(groups) == set(samplers) else 0
+    state = {"folder": str(folder.relative_to(root) if root else folder), "seeds_per_sampler": n}
+    if n < min_seeds:
+        return state, None
+    chosen = {s: groups[s][:n] for s in samplers}
+    return state, grid_bootstrap(folder, chosen, statistics, n_boot=n_boot, seed=0)
 
 # %% ../nbs/41_grid_results.ipynb #6135d6ab
 def afriqa_bootstrap(

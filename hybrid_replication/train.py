@@ -292,7 +292,8 @@ def train_step(
     loss, backward, clip, AdamW, schedule. `model` is `MultiEmbed(encoder)` (DDP-wrapped under torchrun).
     `featurize(texts, kind)` makes the model inputs: `encoder.tokenize` by default, `FrozenTrunk.features`
     on the frozen-trunk path. The forward passes run under bf16 autocast when `effective_precision` of
-    `cfg.precision` is bf16. `stats`, a dict, receives the step's precision and count of real (unpadded) tokens. Returns (loss, gradient norm before clipping, learning rate)."""
+    `cfg.precision` is bf16. `stats`, a dict, receives the step's precision and count of real (unpadded)
+    tokens. Returns (loss, gradient norm before clipping, learning rate)."""
     featurize = featurize or encoder.tokenize
     q, p, h = pair_texts(batch, cfg.hard_negatives)
     groups = [featurize(q, "query"), featurize(p, "passage"), None if h is None else featurize(h, "passage")]

@@ -535,7 +535,7 @@ def verdict_table(path=None, include_missing: bool = False, effects: bool = Fals
     )
     return pd.DataFrame([rows[k] for k in sorted(rows, key=_claim_order)], columns=cols)
 
-# %% ../nbs/30_verdicts.ipynb #bdd28e3f
+# %% ../nbs/30_verdicts.ipynb #7d67e078
 def deciding_effect(label: str, effects: list) -> dict | None:
     """The effect that shows a label: the first with that label; for a mix (`partly holds`) the first result
     against the claim, else the first for it, else the first of all."""
@@ -546,7 +546,7 @@ def deciding_effect(label: str, effects: list) -> dict | None:
             return same[0]
     return (effects or [None])[0]
 
-
+# %% ../nbs/30_verdicts.ipynb #bdd28e3f
 def verdict_summary(path=None) -> pd.DataFrame:
     """One row per claim: its text, label, first rule's label, deciding effect [95% interval], detectable effect,
     paper, and the summary of its labels across training regimes (`robustness_summary`)."""

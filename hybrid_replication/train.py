@@ -4,7 +4,7 @@
 
 # %% ../nbs/19_train.ipynb #2de71363
 from __future__ import annotations
-import argparse, io, json, math, os, random, shutil, signal, sys, threading, time
+import argparse, functools, io, json, math, os, random, shutil, signal, sys, threading, time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -245,6 +245,7 @@ class NonFiniteLoss(ValueError):
     "A training step whose loss or gradient is NaN or infinite; raised before the optimizer changes any weight."
 
 # %% ../nbs/19_train.ipynb #9e0c4a86
+@functools.lru_cache  # asked once per device type: `train_step` asks on every step
 def native_bf16(device_type: str) -> bool:
     "Whether `device_type` (`cuda` or `cpu`) computes bf16 in hardware: a GPU that supports it, or avx512_bf16/AMX."
     if device_type == "cuda":
@@ -262,7 +263,7 @@ def effective_precision(precision: str, device_type: str) -> str:
     """The precision a run computes in on `device_type`: `auto` is bf16 where the device computes bf16 in
     hardware (`native_bf16`), else fp32; `bf16` and `fp32` as asked. Asking for bf16 where it is emulated
     prints a one-line warning (once per process): it is correct, but many times slower than fp32."""
-    if precision not in ("fp32", "bf16", "auto"):
+    if precision not in ("fp32", "bf16", "auto"):  # as `TrainConfig` checks them, for callers without a config
         raise ValueError(f"precision must be fp32, bf16 or auto, got {precision!r}")
     if precision == "auto":
         return "bf16" if native_bf16(device_type) else "fp32"

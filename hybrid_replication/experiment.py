@@ -33,8 +33,8 @@ from .train import effective_precision, load_checkpoint, train
 
 # %% auto #0
 __all__ = ['STEP_TABLES', 'HEADLINE', 'Grid', 'cell_folder', 'cell_id_of_folder', 'evaluate_cell_model', 'read_cell_result',
-           'set_aside', 'write_cell', 'run_cell', 'grid_plan', 'cell_megabytes', 'check_grid_inputs', 'run_grid',
-           'headline_numbers', 'cell_precision', 'load_cells', 'load_per_question', 'reproduce_cell', 'experiment_cli']
+           'set_aside', 'write_cell', 'run_cell', 'cell_precision', 'grid_plan', 'cell_megabytes', 'check_grid_inputs',
+           'run_grid', 'headline_numbers', 'load_cells', 'load_per_question', 'reproduce_cell', 'experiment_cli']
 
 # %% ../nbs/40_experiment.ipynb #9ab0aa0d
 @dataclass
@@ -382,11 +382,25 @@ def run_cell(grid: Grid, values: dict | None, progress: bool = True) -> dict:
     write_cell(out, doc, tables if grid.eval is not None else {}, {"train_log.jsonl": work / "log.jsonl"}, folders)
     return doc
 
+# %% ../nbs/40_experiment.ipynb #0a712d01
+def cell_precision(doc: dict) -> str:
+    """What a cell computed in: its steps' precisions (`train.precision`) and its evaluation's (`eval_precision`),
+    one word when they agree (`bf16`, `fp32`), else joined with `+`. A cell written before these were recorded
+    ran in its config's precision, which could then only be fp32 or bf16."""
+    asked = doc.get("provenance", {}).get("config", {}).get("precision", "fp32")
+    trained = (doc.get("train") or {}).get("precision") or ([asked] if doc.get("train") else [])
+    return "+".join(sorted({*trained, doc.get("eval_precision", asked)}))
+
 # %% ../nbs/40_experiment.ipynb #bfc7af8b
-def _measured_rates(out: Path, cells: list, done: list) -> tuple[float | None, float | None]:
+def _measured_rates(
+    out: Path, cells: list, done: list, precision: str | None = None
+) -> tuple[float | None, float | None]:
     """Seconds per training step (validation and caching included) and per evaluation, over a grid's finished
-    cells (a fixed budget's cell evaluates once per `eval_at_steps` step)."""
+    cells (a fixed budget's cell evaluates once per `eval_at_steps` step). With `precision`, only the cells that
+    computed in it (`cell_precision`) count, where there are any: bf16 and fp32 differ several times in speed."""
     docs = [read_cell_result(out / cell_folder(cell_id)) for cell_id, d in zip(cells, done) if d]
+    same = [d for d in docs if cell_precision(d) == precision]
+    docs = same or docs
     trained = [
         (d["timings"]["train_seconds"], (d.get("train") or {}).get("steps")) for d in docs if d.get("train")
     ]
@@ -399,8 +413,8 @@ def _measured_rates(out: Path, cells: list, done: list) -> tuple[float | None, f
 
 def grid_plan(grid: Grid, patterns=None) -> pd.DataFrame:
     """One row per cell (the reference first): done or to do, and the estimated seconds of the cells to do, from the
-    measured rates of the finished cells (before any: the grid's `estimate`; `steps` there is for the whole data
-    when the config counts epochs)."""
+    measured rates of the finished cells, those that ran in the precision this machine would run in first (before
+    any: the grid's `estimate`; `steps` there is for the whole data when the config counts epochs)."""
     out = grid.paths()[0]
     cells = ([None] if grid.reference else []) + grid.cells()
     if patterns:
@@ -414,7 +428,11 @@ def grid_plan(grid: Grid, patterns=None) -> pd.DataFrame:
                 problem=f"{','.join(patterns)} matches no cell ({shown})",
             )
     done = [read_cell_result(out / cell_folder(grid.cell_id(c))) is not None for c in cells]
-    step_s, eval_s = _measured_rates(out, [grid.cell_id(c) for c in cells], done)
+    last = grid.config(cells[-1])
+    auto_device = "cuda" if torch.cuda.is_available() else "cpu"
+    device_type = auto_device if last.device == "auto" else last.device.split(":")[0]
+    here = effective_precision(last.precision, device_type)
+    step_s, eval_s = _measured_rates(out, [grid.cell_id(c) for c in cells], done, here)
     step_s = step_s or float(grid.estimate.get("step_seconds", 1.2))
     eval_s = eval_s or float(grid.estimate.get("eval_seconds", 120))
     estimate = []
@@ -542,15 +560,6 @@ def headline_numbers(doc: dict) -> dict:
     if doc.get("dataset") == "afriqa":
         return {k: summary.get(k) for k in AFRIQA_MEASURES}
     return {**{k: summary.get(k) for k in HEADLINE}, "rank_distance": doc.get("rank_distance", {}).get("macro")}
-
-# %% ../nbs/40_experiment.ipynb #0a712d01
-def cell_precision(doc: dict) -> str:
-    """What a cell computed in: its steps' precisions (`train.precision`) and its evaluation's (`eval_precision`),
-    one word when they agree (`bf16`, `fp32`), else joined with `+`. A cell written before these were recorded
-    ran in its config's precision, which could then only be fp32 or bf16."""
-    asked = doc.get("provenance", {}).get("config", {}).get("precision", "fp32")
-    trained = (doc.get("train") or {}).get("precision") or ([asked] if doc.get("train") else [])
-    return "+".join(sorted({*trained, doc.get("eval_precision", asked)}))
 
 # %% ../nbs/40_experiment.ipynb #c803a1ab
 def load_cells(folder) -> pd.DataFrame:

@@ -413,13 +413,14 @@ def _measured_rates(
 
 def grid_plan(grid: Grid, patterns=None) -> pd.DataFrame:
     """One row per cell (the reference first): done or to do, and the estimated seconds of the cells to do, from the
-    measured rates of the finished cells, those that ran in the precision this machine would run in first (before
-    any: the grid's `estimate`; `steps` there is for the whole data when the config counts epochs)."""
+    measured rates of the grid's finished cells (all of them, also when `patterns` picks some), those that ran in
+    the precision this machine would run in first (before any: the grid's `estimate`; `steps` there is for the
+    whole data when the config counts epochs)."""
     out = grid.paths()[0]
-    cells = ([None] if grid.reference else []) + grid.cells()
+    every = ([None] if grid.reference else []) + grid.cells()
+    cells = every
     if patterns:
-        every = cells
-        cells = [c for c in cells if any(fnmatch.fnmatchcase(grid.cell_id(c), p) for p in patterns)]
+        cells = [c for c in every if any(fnmatch.fnmatchcase(grid.cell_id(c), p) for p in patterns)]
         if not cells:
             shown = ", ".join(grid.cell_id(c) for c in every[:3]) + (", ..." if len(every) > 3 else "")
             raise DataError(
@@ -427,12 +428,13 @@ def grid_plan(grid: Grid, patterns=None) -> pd.DataFrame:
                 field="--cells",
                 problem=f"{','.join(patterns)} matches no cell ({shown})",
             )
-    done = [read_cell_result(out / cell_folder(grid.cell_id(c))) is not None for c in cells]
+    done_by_id = {grid.cell_id(c): read_cell_result(out / cell_folder(grid.cell_id(c))) is not None for c in every}
+    done = [done_by_id[grid.cell_id(c)] for c in cells]
     last = grid.config(cells[-1])
     auto_device = "cuda" if torch.cuda.is_available() else "cpu"
     device_type = auto_device if last.device == "auto" else last.device.split(":")[0]
     here = effective_precision(last.precision, device_type)
-    step_s, eval_s = _measured_rates(out, [grid.cell_id(c) for c in cells], done, here)
+    step_s, eval_s = _measured_rates(out, list(done_by_id), list(done_by_id.values()), here)  # every finished cell
     step_s = step_s or float(grid.estimate.get("step_seconds", 1.2))
     eval_s = eval_s or float(grid.estimate.get("eval_seconds", 120))
     estimate = []

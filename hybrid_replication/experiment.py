@@ -392,13 +392,12 @@ def cell_precision(doc: dict) -> str:
     return "+".join(sorted({*trained, doc.get("eval_precision", asked)}))
 
 # %% ../nbs/40_experiment.ipynb #bfc7af8b
-def _measured_rates(
-    out: Path, cells: list, done: list, precision: str | None = None
-) -> tuple[float | None, float | None]:
+def _measured_rates(out: Path, finished: list, precision: str | None = None) -> tuple[float | None, float | None]:
     """Seconds per training step (validation and caching included) and per evaluation, over a grid's finished
-    cells (a fixed budget's cell evaluates once per `eval_at_steps` step). With `precision`, only the cells that
-    computed in it (`cell_precision`) count, where there are any: bf16 and fp32 differ several times in speed."""
-    docs = [read_cell_result(out / cell_folder(cell_id)) for cell_id, d in zip(cells, done) if d]
+    cells `finished` (ids; a fixed budget's cell evaluates once per `eval_at_steps` step). With `precision`, only
+    the cells that computed in it (`cell_precision`) count, where there are any: bf16 and fp32 differ several
+    times in speed."""
+    docs = [read_cell_result(out / cell_folder(cell_id)) for cell_id in finished]
     same = [d for d in docs if cell_precision(d) == precision]
     docs = same or docs
     trained = [
@@ -434,7 +433,7 @@ def grid_plan(grid: Grid, patterns=None) -> pd.DataFrame:
     auto_device = "cuda" if torch.cuda.is_available() else "cpu"
     device_type = auto_device if last.device == "auto" else last.device.split(":")[0]
     here = effective_precision(last.precision, device_type)
-    step_s, eval_s = _measured_rates(out, list(done_by_id), list(done_by_id.values()), here)  # every finished cell
+    step_s, eval_s = _measured_rates(out, [cid for cid, d in done_by_id.items() if d], here)  # every finished cell
     step_s = step_s or float(grid.estimate.get("step_seconds", 1.2))
     eval_s = eval_s or float(grid.estimate.get("eval_seconds", 120))
     estimate = []

@@ -587,11 +587,11 @@ def real_data(*names: str) -> Path | None:
 
 # %% ../nbs/30_verdicts.ipynb #eeacbe64
 def robustness_summary(labels: dict[str, str | None]) -> str:
-    """One line from a claim's label per regime (None: no cells yet): 'holds in every regime', 'does not hold in
-    every regime' (any one label alike everywhere), 'inconclusive throughout', or 'depends on the regime (R1: holds;
-    R3: inconclusive)'."""
-    done = {r: l for r, l in labels.items() if l is not None and l != "not testable here"}
-    waiting = [r for r, l in labels.items() if l is None]
+    """One line from a claim's label per regime (no label, None or the NaN a DataFrame's `to_dict` turns it into:
+    no cells yet): 'holds in every regime', 'does not hold in every regime' (any one label alike everywhere),
+    'inconclusive throughout', or 'depends on the regime (R1: holds; R3: inconclusive)'."""
+    done = {r: l for r, l in labels.items() if isinstance(l, str) and l != "not testable here"}
+    waiting = [r for r, l in labels.items() if not isinstance(l, str)]
     tail = f"; waiting for {', '.join(waiting)}" if waiting else ""
     kinds = set(done.values())
     if not done:

@@ -436,7 +436,7 @@ def regime_labels(build, criterion, regimes: dict | None = None, built: dict | N
     for regime, grids in (REGIMES if regimes is None else regimes).items():
         evidence = (built or {}).get(regime) or build(grids)
         ready = {g: ev for g, ev in evidence.items() if ev.get("ready")}
-        row = {"label": None, "effect": "-", "grids": f"{len(ready)} of {len(grids)} ready", "effects": []}
+        row = {"label": None, "effect": "-", "grids": f"{len(ready)} of {len(evidence)} ready", "effects": []}
         if ready:
             outcome = criterion(ready)
             deciding = deciding_effect(outcome.verdict, list(outcome.effects))

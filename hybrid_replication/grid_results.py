@@ -18,7 +18,7 @@ from .stats import bootstrap_p, detectable_effect, seed_t_interval
 __all__ = ['STATISTICS', 'LABELS', 'SAMPLERS', 'REGIMES', 'REGIME_NAMES', 'CellMatrices', 'seed_picks', 'grid_bootstrap',
            'headline_table', 'comparison', 'difference', 'seed_means', 'pair_matrix_mean', 'difference_heatmap',
            'pair_ties', 'sampler_groups', 'seeds_finished', 'grid_evidence', 'afriqa_bootstrap', 'choose_budget',
-           'regime_labels', 'learning_curves']
+           'regime_labels', 'regime_table', 'learning_curves']
 
 # %% ../nbs/41_grid_results.ipynb #f7bf8979
 # name -> (table, value column, group column, rows, average): "macro" = mean over groups of group means,
@@ -446,6 +446,13 @@ def regime_labels(build, criterion, regimes: dict | None = None, built: dict | N
             row["grids"] += ": " + ", ".join(ready)
         rows[regime] = row
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("regime")
+
+# %% ../nbs/41_grid_results.ipynb #fc692b88
+def regime_table(regimes: pd.DataFrame) -> pd.DataFrame:
+    """`regime_labels`' table as a notebook shows it: without the per-effect dicts, and a regime with no ready
+    grid labelled 'waiting' (its label stays None in the data, so that `robustness_summary` counts it as waiting)."""
+    table = regimes.drop(columns="effects")
+    return table.assign(label=[label if isinstance(label, str) else "waiting" for label in table.label])
 
 # %% ../nbs/41_grid_results.ipynb #fe9bf8cf
 def learning_curves(folder) -> pd.DataFrame:

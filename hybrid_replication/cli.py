@@ -407,9 +407,10 @@ CPU_GRIDS = (
     "configs/grids/r2-hardneg-mlqa-to-xquad.yaml",
     "configs/grids/r3-paper-lr-mlqa-to-xquad.yaml",
     "configs/grids/r4-reinit-top-mlqa-to-xquad.yaml",
+    "configs/grids/r7-paper-hardneg-mlqa-to-xquad.yaml",
+    "configs/grids/r7-paper-hardneg-xquad-to-mlqa.yaml",
     "configs/grids/r5-four-blocks-mlqa-to-xquad.yaml",
     "configs/grids/afriqa-fixed-steps.yaml",
-    "configs/grids/r2-hardneg-xquad-to-mlqa.yaml",
     "configs/grids/r6-full-mlqa-to-xquad.yaml",
 )
 

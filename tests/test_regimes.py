@@ -1,5 +1,6 @@
-"""The robustness regimes (issue 20): each regime's grid changes one factor of R1, a re-initialised top really is
-new weights on the real multilingual-e5-small, and a fixed budget's last step is checked to be the cell's weights.
+"""The robustness regimes (issue 20): each regime's grid changes one factor of R1 (the headline R7 two), a
+re-initialised top really is new weights on the real multilingual-e5-small, and a fixed budget's last step is
+checked to be the cell's weights.
 
 The real-model test needs the offline e5-small (about 15 s on 2 cores)."""
 
@@ -15,11 +16,12 @@ GRIDS = Path(__file__).resolve().parents[1] / "configs" / "grids"
 # regime -> (grid file, the base fields it changes against R1, the training source, the evaluation set)
 REGIMES = {
     "R2": ("r2-hardneg-mlqa-to-xquad", {"hard_negatives"}, "mlqa-r", "xquad-r"),
-    "R2 other grid": ("r2-hardneg-xquad-to-mlqa", {"hard_negatives"}, "xquad-r", "mlqa-r"),
     "R3": ("r3-paper-lr-mlqa-to-xquad", {"lr"}, "mlqa-r", "xquad-r"),
     "R4": ("r4-reinit-top-mlqa-to-xquad", {"reinit_top"}, "mlqa-r", "xquad-r"),
     "R5": ("r5-four-blocks-mlqa-to-xquad", {"trainable_layers"}, "mlqa-r", "xquad-r"),
     "R6": ("r6-full-mlqa-to-xquad", {"trainable_layers"}, "mlqa-r", "xquad-r"),
+    "R7": ("r7-paper-hardneg-mlqa-to-xquad", {"hard_negatives", "lr"}, "mlqa-r", "xquad-r"),
+    "R7 other grid": ("r7-paper-hardneg-xquad-to-mlqa", {"hard_negatives", "lr"}, "xquad-r", "mlqa-r"),
 }
 
 
@@ -28,13 +30,29 @@ def _base(name: str) -> dict:
 
 
 @pytest.mark.parametrize("regime", sorted(REGIMES))
-def test_each_regime_changes_one_factor_of_r1(regime):
+def test_each_regime_changes_only_its_factors_of_r1(regime):
     name, changed, train, evaluated = REGIMES[regime]
     r1, grid = _base("r1-fixed-mlqa-to-xquad"), Grid.load(GRIDS / f"{name}.yaml")
     differ = {k for k in set(r1) | set(grid.base) if r1.get(k) != grid.base.get(k)}
     assert differ == changed, f"{name} changes {sorted(differ)} of R1, not {sorted(changed)}"
     assert grid.train == [{"name": train}] and grid.eval == {"dataset": evaluated}
     assert grid.axes["sampler"] == ["mono", "cross", "hybrid", "shuffled"] and len(grid.axes["seed"]) >= 3
+
+
+def test_r7_is_r2_at_r3s_learning_rate():
+    r2, r3, r7 = (_base(n) for n in ("r2-hardneg-mlqa-to-xquad", "r3-paper-lr-mlqa-to-xquad", REGIMES["R7"][0]))
+    assert r7 == {**r2, "lr": r3["lr"]} and r3["lr"] == 3e-5
+    assert len(Grid.load(GRIDS / f"{REGIMES['R7'][0]}.yaml").axes["seed"]) >= 5  # the headline: 5 seeds
+
+
+def test_the_regime_grids_are_the_ones_the_library_and_the_full_run_name():
+    from hybrid_replication.cli import CPU_GRIDS
+    from hybrid_replication.grid_results import REGIMES as LIBRARY_REGIMES
+
+    named = {name for regime, grids in LIBRARY_REGIMES.items() if regime != "R0" for name in grids.values()}
+    assert named == {name for name, *_ in REGIMES.values()} | {"r1-fixed-mlqa-to-xquad"}
+    assert {f"configs/grids/{name}.yaml" for name in named} <= set(CPU_GRIDS)
+    assert all((GRIDS.parents[1] / path).exists() for path in CPU_GRIDS)
 
 
 def test_r1_is_the_pilots_budget():

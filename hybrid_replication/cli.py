@@ -263,10 +263,11 @@ def replicate_estimate(grid, cell: str) -> str:
     """One line: what `replicate` re-makes and about how long it takes on an idle machine like the one that made
     the committed cell (its measured seconds), and what the time depends on."""
     from hybrid_replication.core import read_json
+    from hybrid_replication.experiment import cell_train_seconds
 
     doc = read_json(committed_path(grid, cell))  # a missing cell: DataError naming the file
-    seconds = doc.get("timings") or {}
-    train, evaluate = seconds.get("train_seconds", 0.0), seconds.get("eval_seconds", 0.0)
+    train = cell_train_seconds(doc)  # the time before a resume included
+    evaluate = (doc.get("timings") or {}).get("eval_seconds", 0.0)
     steps = doc.get("train") or {}
     machine = (doc.get("provenance") or {}).get("machine") or {}
     stop = " (early stopping)" if steps.get("stopped") == "early_stopping" else ""

@@ -33,8 +33,9 @@ from .train import effective_precision, load_checkpoint, train
 
 # %% auto #0
 __all__ = ['STEP_TABLES', 'HEADLINE', 'Grid', 'cell_folder', 'cell_id_of_folder', 'evaluate_cell_model', 'read_cell_result',
-           'set_aside', 'write_cell', 'run_cell', 'cell_precision', 'grid_plan', 'cell_megabytes', 'check_grid_inputs',
-           'run_grid', 'headline_numbers', 'load_cells', 'load_per_question', 'reproduce_cell', 'experiment_cli']
+           'set_aside', 'write_cell', 'run_cell', 'cell_precision', 'cell_train_seconds', 'grid_plan', 'cell_megabytes',
+           'check_grid_inputs', 'run_grid', 'headline_numbers', 'load_cells', 'load_per_question', 'reproduce_cell',
+           'experiment_cli']
 
 # %% ../nbs/40_experiment.ipynb #9ab0aa0d
 @dataclass
@@ -391,6 +392,14 @@ def cell_precision(doc: dict) -> str:
     trained = (doc.get("train") or {}).get("precision") or ([asked] if doc.get("train") else [])
     return "+".join(sorted({*trained, doc.get("eval_precision", asked)}))
 
+# %% ../nbs/40_experiment.ipynb #3f29180d
+def cell_train_seconds(doc: dict) -> float:
+    """A cell's training seconds, the time before a resume included: the larger of the process's wall time
+    (`timings.train_seconds`, model loading included, but only since the last start) and the run's own clock
+    (`train.seconds`, which a resumed run carries on from its checkpoint). The untuned reference trains 0 s."""
+    own_clock = float((doc.get("train") or {}).get("seconds") or 0.0)
+    return max(float((doc.get("timings") or {}).get("train_seconds", 0.0)), own_clock)
+
 # %% ../nbs/40_experiment.ipynb #bfc7af8b
 def _measured_rates(out: Path, finished: list, precision: str | None = None) -> tuple[float | None, float | None]:
     """Seconds per training step (validation and caching included) and per evaluation, over a grid's finished
@@ -400,9 +409,7 @@ def _measured_rates(out: Path, finished: list, precision: str | None = None) -> 
     docs = [read_cell_result(out / cell_folder(cell_id)) for cell_id in finished]
     same = [d for d in docs if cell_precision(d) == precision]
     docs = same or docs
-    trained = [
-        (d["timings"]["train_seconds"], (d.get("train") or {}).get("steps")) for d in docs if d.get("train")
-    ]
+    trained = [(cell_train_seconds(d), (d.get("train") or {}).get("steps")) for d in docs if d.get("train")]
     trained = [(seconds, steps) for seconds, steps in trained if steps]
     step_s = sum(s for s, _ in trained) / sum(n for _, n in trained) if trained else None
     evals = [d["timings"]["eval_seconds"] / max(1, len(d.get("steps") or {})) for d in docs]
@@ -580,7 +587,7 @@ def load_cells(folder) -> pd.DataFrame:
             steps=t.get("steps"),
             best_step=t.get("best_step"),
             best_val_loss=t.get("best_val_loss"),
-            train_seconds=d["timings"]["train_seconds"],
+            train_seconds=cell_train_seconds(d),
             eval_seconds=d["timings"]["eval_seconds"],
             ran_in=cell_precision(d),
             commit=d["provenance"].get("git_commit"),

@@ -216,8 +216,7 @@ def _part_name(part: str, name: str) -> str:
     "An effect's name with the part it decided ('MLQA-R -> XQuAD-R: hybrid - X-Y: Mul. mAP'), never twice."
     if not name or name in part:
         return part
-    bare_part = part.replace(":", "")  # 'el: hybrid - X-Y' is already inside 'el hybrid - X-Y Cr. mAP'
-    return name if part in name or bare_part in name else f"{part}: {name}"
+    return name if part in name else f"{part}: {name}"
 
 
 def combine_outcomes(parts: dict[str, Outcome]) -> Outcome:
